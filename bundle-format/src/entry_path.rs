@@ -1,0 +1,115 @@
+//! Entry paths and symlink targets: the only names the extractor will ever create.
+//!
+//! A valid entry path is relative, `/`-separated, and made of normal components only: no
+//! leading `/`, no empty, `.` or `..` component, no NUL, at most 4096 bytes with components of
+//! at most 255. A symlink target must be relative and, resolved lexically from the link's
+//! directory, stay inside the bundle root.
+
+/// Why a name in a manifest cannot be extracted safely.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PathError {
+    #[error("entry path is empty")]
+    Empty,
+    #[error("entry path `{0}` is absolute")]
+    Absolute(String),
+    #[error("entry path `{0}` has an empty, `.` or `..` component")]
+    BadComponent(String),
+    #[error("entry path `{0}` contains a NUL byte")]
+    Nul(String),
+    #[error("entry path `{0}` is too long")]
+    TooLong(String),
+    #[error("symlink `{link}` -> `{target}` points outside the bundle")]
+    EscapingLink { link: String, target: String },
+}
+
+const MAX_PATH: usize = 4096;
+const MAX_COMPONENT: usize = 255;
+
+/// Check an entry path.
+pub fn check(path: &str) -> Result<(), PathError> {
+    if path.is_empty() {
+        return Err(PathError::Empty);
+    }
+    if path.contains('\0') {
+        return Err(PathError::Nul(path.escape_debug().to_string()));
+    }
+    if path.starts_with('/') {
+        return Err(PathError::Absolute(path.to_string()));
+    }
+    if path.len() > MAX_PATH {
+        return Err(PathError::TooLong(path.chars().take(64).collect()));
+    }
+    for c in path.split('/') {
+        if c.is_empty() || c == "." || c == ".." {
+            return Err(PathError::BadComponent(path.to_string()));
+        }
+        if c.len() > MAX_COMPONENT {
+            return Err(PathError::TooLong(path.chars().take(64).collect()));
+        }
+    }
+    Ok(())
+}
+
+/// Check a symlink at `link` (a valid entry path) pointing at `target`.
+pub fn check_link(link: &str, target: &str) -> Result<(), PathError> {
+    let escaping = || PathError::EscapingLink {
+        link: link.to_string(),
+        target: target.to_string(),
+    };
+    if target.is_empty() || target.starts_with('/') || target.contains('\0') || target.len() > MAX_PATH {
+        return Err(escaping());
+    }
+    let mut depth: Vec<&str> = link.split('/').collect();
+    depth.pop(); // the link's own name
+    for c in target.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                depth.pop().ok_or_else(escaping)?;
+            }
+            other => depth.push(other),
+        }
+    }
+    Ok(())
+}
+
+/// The parent of an entry path, or `None` at the root.
+pub fn parent(path: &str) -> Option<&str> {
+    path.rfind('/').map(|i| &path[..i])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_traversal_entry_is_rejected() {
+        for bad in [
+            "",
+            "/etc/passwd",
+            "../x",
+            "a/../../x",
+            "a//b",
+            "a/./b",
+            "a/",
+            ".",
+            "a\0b",
+        ] {
+            assert!(check(bad).is_err(), "{bad:?}");
+        }
+        for good in ["a", "a/b/c", ".hidden", "a/..b", "x/y..z"] {
+            check(good).unwrap();
+        }
+    }
+
+    #[test]
+    fn escaping_symlink_is_rejected() {
+        check_link("a/b/link", "../c").unwrap();
+        check_link("a/b/link", "../../top").unwrap();
+        check_link("a/link", "./b/../c").unwrap();
+        for bad in ["../../../etc", "/etc/passwd", "", "../../.."] {
+            assert!(check_link("a/b/link", bad).is_err(), "{bad:?}");
+        }
+        assert!(check_link("link", "..").is_err());
+    }
+}

@@ -1,0 +1,400 @@
+//! The manifest: the signed index of everything in a bundle (JSON, written with sorted keys).
+//!
+//! It records the bundle's metadata from the Kubefile, the stub's digest, one record per zstd
+//! frame of the file stream (compressed size, uncompressed size, SHA-256 of the compressed
+//! bytes), one record per stored blob (offset in the blob region, size, SHA-256), and every entry
+//! (path, type, mode, and for files size, SHA-256 of the content and where the content is: an
+//! offset in the uncompressed stream, or a stored blob's index). [`Manifest::validate`] checks
+//! all of it against the trailer before anything reads a byte through it.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::digest::Digest;
+use crate::entry_path::{self, PathError};
+use crate::layout::Trailer;
+use crate::FORMAT_VERSION;
+
+/// The largest uncompressed frame a reader will accept (bounds its memory).
+pub const MAX_FRAME_RAW: u64 = 16 << 20;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    pub format_version: u32,
+    pub bundle: BundleInfo,
+    pub stub: Region,
+    pub frames: Vec<Frame>,
+    pub blobs: Vec<Blob>,
+    pub entries: Vec<Entry>,
+}
+
+/// What the Kubefile said about the bundle; recorded for `info` and the installer.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BundleInfo {
+    pub name: String,
+    pub version: String,
+    /// RFC 3339, UTC; from SOURCE_DATE_EPOCH or the newest input, never the clock.
+    pub created: String,
+    pub labels: BTreeMap<String, String>,
+    pub env: BTreeMap<String, String>,
+    pub apps: Vec<App>,
+    pub launch: Option<Launch>,
+    /// The bundles this one was built `FROM`, outermost last.
+    pub bases: Vec<BaseRef>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct App {
+    pub name: String,
+    /// Entry paths of the app's files, under `application/apps/<name>/`.
+    pub paths: Vec<String>,
+}
+
+/// What the installer runs once the files are in place.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase", deny_unknown_fields)]
+pub enum Launch {
+    /// `LAUNCH`: apps by name, in order.
+    Apps(Vec<String>),
+    /// `CMD`/`CMDS`: shell commands, in order.
+    Cmds(Vec<String>),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BaseRef {
+    pub name: String,
+    pub version: String,
+    /// Fingerprint of the key the base was verified with.
+    pub key: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Region {
+    pub size: u64,
+    pub sha256: Digest,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Frame {
+    /// Compressed size in the file.
+    pub size: u64,
+    /// Size once decompressed.
+    pub raw_size: u64,
+    /// SHA-256 of the compressed bytes, checked before they are decompressed.
+    pub sha256: Digest,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Blob {
+    /// Offset from the start of the blob region.
+    pub offset: u64,
+    pub size: u64,
+    pub sha256: Digest,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+pub enum Entry {
+    Dir {
+        path: String,
+        mode: u32,
+    },
+    File {
+        path: String,
+        mode: u32,
+        size: u64,
+        sha256: Digest,
+        data: Data,
+    },
+    Symlink {
+        path: String,
+        target: String,
+    },
+}
+
+/// Where a file's content is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase", deny_unknown_fields)]
+pub enum Data {
+    /// At this offset of the uncompressed stream.
+    Stream(u64),
+    /// The stored blob with this index.
+    Blob(usize),
+}
+
+impl Entry {
+    pub fn path(&self) -> &str {
+        match self {
+            Entry::Dir { path, .. } | Entry::File { path, .. } | Entry::Symlink { path, .. } => path,
+        }
+    }
+}
+
+/// A manifest that parses but cannot be trusted to describe its file.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ManifestError {
+    #[error("manifest is not valid JSON for format version {FORMAT_VERSION}: {0}")]
+    Parse(String),
+    #[error("manifest says format version {0}, trailer says {FORMAT_VERSION}")]
+    Version(u32),
+    #[error("manifest frames cover {covered} bytes but the stream region is {region} bytes")]
+    FramesMismatch { covered: u64, region: u64 },
+    #[error("manifest frame {index} is invalid: {what}")]
+    BadFrame { index: usize, what: &'static str },
+    #[error("manifest blob {index} is not where the previous one ended (or overruns the blob region)")]
+    BadBlob { index: usize },
+    #[error("manifest blobs cover {covered} bytes but the blob region is {region} bytes")]
+    BlobsMismatch { covered: u64, region: u64 },
+    #[error("manifest stub size {found} does not match the stub region ({expected} bytes)")]
+    StubSize { expected: u64, found: u64 },
+    #[error(transparent)]
+    Path(#[from] PathError),
+    #[error("entry `{0}` is listed twice or out of order (entries must be sorted by path)")]
+    Order(String),
+    #[error("entry `{path}` has no directory entry for its parent `{parent}`")]
+    NoParent { path: String, parent: String },
+    #[error("entry `{0}` points outside the stream, overlaps the previous file, or is out of stream order")]
+    BadStreamRange(String),
+    #[error("entry `{0}` refers to a blob that does not exist or has another size or digest")]
+    BadBlobRef(String),
+}
+
+impl Manifest {
+    /// Parse canonical JSON bytes (only after their signature was checked).
+    pub fn from_json(bytes: &[u8]) -> Result<Self, ManifestError> {
+        serde_json::from_slice(bytes).map_err(|e| ManifestError::Parse(e.to_string()))
+    }
+
+    /// Serialize to the canonical bytes that are signed (struct fields in declaration order,
+    /// maps sorted, no whitespace).
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("a manifest always serializes")
+    }
+
+    /// Total uncompressed stream size.
+    pub fn raw_stream_len(&self) -> u64 {
+        self.frames.iter().map(|f| f.raw_size).sum()
+    }
+
+    /// Check that the manifest describes exactly the regions of `trailer`, and that every entry
+    /// is safe to extract.
+    pub fn validate(&self, trailer: &Trailer) -> Result<(), ManifestError> {
+        if self.format_version != FORMAT_VERSION {
+            return Err(ManifestError::Version(self.format_version));
+        }
+        if self.stub.size != trailer.stub_len {
+            return Err(ManifestError::StubSize {
+                expected: trailer.stub_len,
+                found: self.stub.size,
+            });
+        }
+        let mut covered = 0u64;
+        for (index, f) in self.frames.iter().enumerate() {
+            if f.size == 0 || f.raw_size == 0 || f.raw_size > MAX_FRAME_RAW {
+                return Err(ManifestError::BadFrame {
+                    index,
+                    what: "size is zero or above 16 MiB",
+                });
+            }
+            covered = covered.saturating_add(f.size);
+        }
+        if covered != trailer.stream_len() {
+            return Err(ManifestError::FramesMismatch {
+                covered,
+                region: trailer.stream_len(),
+            });
+        }
+        let mut end = 0u64;
+        for (index, b) in self.blobs.iter().enumerate() {
+            if b.offset != end {
+                return Err(ManifestError::BadBlob { index });
+            }
+            end = end.checked_add(b.size).ok_or(ManifestError::BadBlob { index })?;
+        }
+        if end != trailer.blobs_len() {
+            return Err(ManifestError::BlobsMismatch {
+                covered: end,
+                region: trailer.blobs_len(),
+            });
+        }
+        self.validate_entries()
+    }
+
+    fn validate_entries(&self) -> Result<(), ManifestError> {
+        let raw_len = self.raw_stream_len();
+        let mut dirs = BTreeSet::new();
+        let mut previous: Option<&str> = None;
+        let mut stream_end = 0u64;
+        for e in &self.entries {
+            let path = e.path();
+            entry_path::check(path)?;
+            if previous.is_some_and(|p| p >= path) {
+                return Err(ManifestError::Order(path.to_string()));
+            }
+            previous = Some(path);
+            if let Some(parent) = entry_path::parent(path) {
+                if !dirs.contains(parent) {
+                    return Err(ManifestError::NoParent {
+                        path: path.into(),
+                        parent: parent.into(),
+                    });
+                }
+            }
+            match e {
+                Entry::Dir { .. } => {
+                    dirs.insert(path);
+                }
+                Entry::Symlink { target, .. } => entry_path::check_link(path, target)?,
+                Entry::File {
+                    size,
+                    sha256,
+                    data: Data::Stream(offset),
+                    ..
+                } => {
+                    let _ = sha256;
+                    let end = offset.checked_add(*size).filter(|&end| end <= raw_len);
+                    match end {
+                        Some(end) if *offset >= stream_end => stream_end = end,
+                        _ => return Err(ManifestError::BadStreamRange(path.into())),
+                    }
+                }
+                Entry::File {
+                    size,
+                    sha256,
+                    data: Data::Blob(i),
+                    ..
+                } => {
+                    let ok = self
+                        .blobs
+                        .get(*i)
+                        .is_some_and(|b| b.size == *size && b.sha256 == *sha256);
+                    if !ok {
+                        return Err(ManifestError::BadBlobRef(path.into()));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Format a Unix time as RFC 3339 UTC (`2024-05-01T12:00:00Z`).
+pub fn rfc3339(epoch: u64) -> String {
+    // Howard Hinnant's days-to-civil algorithm.
+    let days = (epoch / 86_400) as i64;
+    let secs = epoch % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_known_dates() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
+    }
+
+    fn manifest(entries: Vec<Entry>) -> (Manifest, Trailer) {
+        let d = Digest::of(b"x");
+        let m = Manifest {
+            format_version: FORMAT_VERSION,
+            bundle: BundleInfo::default(),
+            stub: Region { size: 100, sha256: d },
+            frames: vec![Frame {
+                size: 10,
+                raw_size: 2048,
+                sha256: d,
+            }],
+            blobs: vec![Blob {
+                offset: 0,
+                size: 5,
+                sha256: d,
+            }],
+            entries,
+        };
+        let t = Trailer {
+            stub_len: 100,
+            stream_offset: 164,
+            blobs_offset: 174,
+            manifest_offset: 179,
+            signature_offset: 200,
+            total_len: 360,
+        };
+        (m, t)
+    }
+
+    #[test]
+    fn entries_must_be_sorted_parented_and_in_range() {
+        let d = Digest::of(b"x");
+        let dir = |p: &str| Entry::Dir {
+            path: p.into(),
+            mode: 0o755,
+        };
+        let file = |p: &str, o| Entry::File {
+            path: p.into(),
+            mode: 0o644,
+            size: 10,
+            sha256: d,
+            data: Data::Stream(o),
+        };
+        let (m, t) = manifest(vec![dir("a"), file("a/x", 512), file("a/y", 1024)]);
+        m.validate(&t).unwrap();
+        let (m, t) = manifest(vec![file("a/x", 512)]);
+        assert!(matches!(m.validate(&t), Err(ManifestError::NoParent { .. })));
+        let (m, t) = manifest(vec![dir("a"), file("a/x", 1024), file("a/y", 1030)]);
+        assert!(matches!(m.validate(&t), Err(ManifestError::BadStreamRange(_))));
+        let (m, t) = manifest(vec![dir("a"), file("a/x", 2040)]);
+        assert!(matches!(m.validate(&t), Err(ManifestError::BadStreamRange(_))));
+        let (m, t) = manifest(vec![dir("b"), dir("a")]);
+        assert!(matches!(m.validate(&t), Err(ManifestError::Order(_))));
+        let (m, t) = manifest(vec![Entry::Symlink {
+            path: "l".into(),
+            target: "../etc".into(),
+        }]);
+        assert!(matches!(m.validate(&t), Err(ManifestError::Path(_))));
+        let blob = Entry::File {
+            path: "b".into(),
+            mode: 0o644,
+            size: 6,
+            sha256: d,
+            data: Data::Blob(0),
+        };
+        let (m, t) = manifest(vec![blob]);
+        assert!(matches!(m.validate(&t), Err(ManifestError::BadBlobRef(_))));
+    }
+
+    #[test]
+    fn regions_must_match_the_trailer() {
+        let (mut m, t) = manifest(vec![]);
+        m.frames[0].size = 11;
+        assert!(matches!(m.validate(&t), Err(ManifestError::FramesMismatch { .. })));
+        let (mut m, t) = manifest(vec![]);
+        m.blobs[0].offset = 1;
+        assert!(matches!(m.validate(&t), Err(ManifestError::BadBlob { .. })));
+    }
+}

@@ -1,0 +1,762 @@
+//! The read side: open a bundle, check its framing, its signature against a trust root from
+//! outside, then its content, and extract it.
+//!
+//! Order of checks, each before the next reads anything through the previous:
+//! 1. [`Bundle::open`]: the stub's ELF end, the header there, the file size against the header
+//!    (a truncated copy is reported here, before any hashing), the trailer, the manifest bytes
+//!    and the signature block. Nothing is parsed beyond fixed-size fields.
+//! 2. [`Bundle::verify_signature`]: the signer against the caller's key or fingerprint, the
+//!    Ed25519 signature over header, trailer and manifest bytes; only then is the manifest
+//!    parsed and validated against the trailer.
+//! 3. [`Verified::verify_contents`] or [`Verified::extract`]: every region against its signed
+//!    digest. A zstd frame is hashed before it is decompressed; a file is written under a
+//!    staging directory and the directory is renamed into place only once every digest matched.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::sync_channel;
+use std::sync::Mutex;
+
+use crate::digest::{hash_region, Digest, Hasher, CHUNK};
+use crate::elf::{self, ElfError, ELF_HEADER_LEN};
+use crate::keys::{Fingerprint, PublicKey};
+use crate::layout::{Header, LayoutError, Trailer, HEADER_LEN, SIGNATURE_BLOCK_LEN, TRAILER_LEN};
+use crate::manifest::{Data, Entry, Manifest, ManifestError};
+use crate::{signed_message, Progress};
+
+/// Who must have signed the bundle. It comes from the caller, never from the bundle.
+#[derive(Debug, Clone)]
+pub enum Trust {
+    Key(PublicKey),
+    Fingerprint(Fingerprint),
+    /// Check integrity against the key the bundle carries, without proof of origin.
+    EmbeddedKeyOnly,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("failed to read {path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error("{path} is not a delivery bundle: {reason}")]
+    NotABundle { path: PathBuf, reason: ElfError },
+    #[error("{path}: {source}")]
+    Layout { path: PathBuf, source: LayoutError },
+    #[error("{path}: file is truncated inside the installer stub: expected at least {stub_len} bytes, found {actual}; copy it again and check it with `sha256sum -c`")]
+    TruncatedInStub { path: PathBuf, stub_len: u64, actual: u64 },
+    #[error("{path} was signed by key {found}, not by the trusted key {expected}")]
+    KeyMismatch {
+        path: PathBuf,
+        expected: Fingerprint,
+        found: Fingerprint,
+    },
+    #[error(
+        "{path}: signature check failed: header, trailer, manifest or signature were altered (signer key {signer})"
+    )]
+    BadSignature { path: PathBuf, signer: String },
+    #[error("{path}: {source}")]
+    Manifest { path: PathBuf, source: ManifestError },
+    #[error("{path}: {region} at offset {offset} ({len} bytes) does not match the signed manifest: expected {expected}, got {actual}")]
+    Digest {
+        path: PathBuf,
+        region: String,
+        offset: u64,
+        len: u64,
+        expected: Digest,
+        actual: Digest,
+    },
+    #[error("{path}: frame {index} at offset {offset} does not decompress to its recorded size: {reason}")]
+    Decompress {
+        path: PathBuf,
+        index: usize,
+        offset: u64,
+        reason: String,
+    },
+    #[error("failed to write {path}: {source}")]
+    Write { path: PathBuf, source: io::Error },
+    #[error("{path} exists and is not empty: choose another directory or pass --overwrite")]
+    DestinationNotEmpty { path: PathBuf },
+}
+
+impl ReadError {
+    /// Whether this is a verification failure (the bundle is damaged, altered or not trusted),
+    /// as opposed to a local I/O problem. Installers map it to exit code 3.
+    pub fn is_verification_failure(&self) -> bool {
+        !matches!(
+            self,
+            ReadError::Io { .. } | ReadError::Write { .. } | ReadError::DestinationNotEmpty { .. }
+        )
+    }
+}
+
+/// A bundle whose framing was checked, not yet its signature.
+pub struct Bundle {
+    path: PathBuf,
+    file: File,
+    trailer: Trailer,
+    header: [u8; HEADER_LEN as usize],
+    trailer_bytes: [u8; TRAILER_LEN as usize],
+    manifest: Vec<u8>,
+    signer: [u8; 32],
+    signature: [u8; 64],
+}
+
+impl Bundle {
+    /// Open and check the framing of the bundle at `path`.
+    pub fn open(path: &Path) -> Result<Bundle, ReadError> {
+        let io_err = |source| ReadError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let layout = |source| ReadError::Layout {
+            path: path.to_path_buf(),
+            source,
+        };
+        let file = File::open(path).map_err(io_err)?;
+        let actual = file.metadata().map_err(io_err)?.len();
+        let read_at = |buf: &mut [u8], at: u64| file.read_exact_at(buf, at).map_err(io_err);
+
+        let not_bundle = |reason| ReadError::NotABundle {
+            path: path.to_path_buf(),
+            reason,
+        };
+        if actual < ELF_HEADER_LEN as u64 {
+            return Err(not_bundle(ElfError::NotElf));
+        }
+        let mut head = [0u8; ELF_HEADER_LEN];
+        read_at(&mut head, 0)?;
+        let tables = elf::parse_header(&head).map_err(not_bundle)?;
+        let ph_len = tables.phentsize.saturating_mul(tables.phnum);
+        if ph_len > 1 << 20 || tables.phoff.saturating_add(ph_len) > actual {
+            return Err(not_bundle(ElfError::Malformed("program header table is out of range")));
+        }
+        let mut ph = vec![0u8; ph_len as usize];
+        read_at(&mut ph, tables.phoff)?;
+        let stub_len = elf::end_of_elf(&tables, &ph).map_err(not_bundle)?;
+        if stub_len.saturating_add(HEADER_LEN) > actual {
+            return Err(ReadError::TruncatedInStub {
+                path: path.to_path_buf(),
+                stub_len,
+                actual,
+            });
+        }
+        let mut header = [0u8; HEADER_LEN as usize];
+        read_at(&mut header, stub_len)?;
+        let expected = Header::decode(&header, stub_len).map_err(layout)?.total_len;
+        if actual < expected {
+            return Err(layout(LayoutError::Truncated { expected, actual }));
+        }
+        if actual > expected {
+            return Err(layout(LayoutError::TooLong { expected, actual }));
+        }
+        let mut trailer_bytes = [0u8; TRAILER_LEN as usize];
+        read_at(&mut trailer_bytes, actual - TRAILER_LEN)?;
+        let trailer = Trailer::decode(&trailer_bytes, actual - TRAILER_LEN).map_err(layout)?;
+        if trailer.total_len != actual || trailer.stub_len != stub_len {
+            return Err(layout(LayoutError::Inconsistent("trailer disagrees with the header")));
+        }
+        let mut manifest = vec![0u8; trailer.manifest_len() as usize];
+        read_at(&mut manifest, trailer.manifest_offset)?;
+        let mut block = [0u8; SIGNATURE_BLOCK_LEN as usize];
+        read_at(&mut block, trailer.signature_offset)?;
+        let signer = block[..32].try_into().expect("32 bytes");
+        let signature = block[32..].try_into().expect("64 bytes");
+        Ok(Bundle {
+            path: path.to_path_buf(),
+            file,
+            trailer,
+            header,
+            trailer_bytes,
+            manifest,
+            signer,
+            signature,
+        })
+    }
+
+    pub fn trailer(&self) -> &Trailer {
+        &self.trailer
+    }
+
+    /// Fingerprint of the key the bundle says signed it (not yet checked).
+    pub fn claimed_signer(&self) -> Option<Fingerprint> {
+        PublicKey::from_bytes(&self.signer).ok().map(|k| k.fingerprint())
+    }
+
+    /// Check the signature, then parse and validate the manifest.
+    pub fn verify_signature(self, trust: &Trust) -> Result<Verified, ReadError> {
+        let path = self.path.clone();
+        let bad = |signer: String| ReadError::BadSignature {
+            path: path.clone(),
+            signer,
+        };
+        let signer = PublicKey::from_bytes(&self.signer).map_err(|_| bad("(not a valid Ed25519 key)".into()))?;
+        let found = signer.fingerprint();
+        let origin_checked = match trust {
+            Trust::Key(k) if *k != signer => {
+                return Err(ReadError::KeyMismatch {
+                    path,
+                    expected: k.fingerprint(),
+                    found,
+                });
+            }
+            Trust::Fingerprint(f) if *f != found => {
+                return Err(ReadError::KeyMismatch {
+                    path,
+                    expected: f.clone(),
+                    found,
+                });
+            }
+            Trust::EmbeddedKeyOnly => false,
+            _ => true,
+        };
+        let message = signed_message(&self.header, &self.trailer_bytes, &self.manifest);
+        signer
+            .verify(&message, &self.signature)
+            .map_err(|_| bad(found.to_string()))?;
+        let manifest = Manifest::from_json(&self.manifest)
+            .and_then(|m| m.validate(&self.trailer).map(|()| m))
+            .map_err(|source| ReadError::Manifest {
+                path: path.clone(),
+                source,
+            })?;
+        Ok(Verified {
+            bundle: self,
+            manifest,
+            signer,
+            origin_checked,
+        })
+    }
+}
+
+/// A bundle whose signature and manifest were checked. Its content is checked as it is read.
+pub struct Verified {
+    bundle: Bundle,
+    manifest: Manifest,
+    signer: PublicKey,
+    origin_checked: bool,
+}
+
+/// One region of the file with its signed digest.
+struct Region {
+    name: String,
+    offset: u64,
+    len: u64,
+    digest: Digest,
+}
+
+/// What extraction produced.
+#[derive(Debug, Clone, Default)]
+pub struct ExtractSummary {
+    pub files: usize,
+    pub dirs: usize,
+    pub symlinks: usize,
+    pub bytes: u64,
+}
+
+impl Verified {
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+    pub fn signer(&self) -> &PublicKey {
+        &self.signer
+    }
+    /// Whether the signer was checked against a key or fingerprint from the caller.
+    pub fn origin_checked(&self) -> bool {
+        self.origin_checked
+    }
+    pub fn trailer(&self) -> &Trailer {
+        &self.bundle.trailer
+    }
+    pub fn path(&self) -> &Path {
+        &self.bundle.path
+    }
+    pub fn file(&self) -> &File {
+        &self.bundle.file
+    }
+
+    fn regions(&self) -> Vec<Region> {
+        let t = &self.bundle.trailer;
+        let m = &self.manifest;
+        let mut regions = vec![Region {
+            name: "installer stub".into(),
+            offset: 0,
+            len: t.stub_len,
+            digest: m.stub.sha256,
+        }];
+        let mut at = t.stream_offset;
+        for (i, f) in m.frames.iter().enumerate() {
+            regions.push(Region {
+                name: format!("compressed stream frame {i}"),
+                offset: at,
+                len: f.size,
+                digest: f.sha256,
+            });
+            at += f.size;
+        }
+        for (i, b) in m.blobs.iter().enumerate() {
+            let offset = t.blobs_offset + b.offset;
+            regions.push(Region {
+                name: format!("stored blob {i} ({})", b.sha256),
+                offset,
+                len: b.size,
+                digest: b.sha256,
+            });
+        }
+        regions
+    }
+
+    /// Bytes that [`Verified::verify_contents`] hashes.
+    pub fn content_len(&self) -> u64 {
+        self.bundle.trailer.blobs_offset - HEADER_LEN + self.bundle.trailer.blobs_len()
+    }
+
+    /// Hash every region (stub, frames, blobs) on `threads` threads against the manifest.
+    pub fn verify_contents(&self, threads: usize, progress: &dyn Progress) -> Result<(), ReadError> {
+        let mut regions = self.regions();
+        regions.sort_by(|a, b| b.len.cmp(&a.len));
+        progress.phase("verify", regions.iter().map(|r| r.len).sum());
+        let next = AtomicUsize::new(0);
+        let stop = AtomicBool::new(false);
+        let failures = Mutex::new(Vec::new());
+        std::thread::scope(|s| {
+            for _ in 0..threads.max(1) {
+                s.spawn(|| {
+                    let mut buf = vec![0u8; CHUNK];
+                    while !stop.load(Ordering::Relaxed) {
+                        let Some(r) = regions.get(next.fetch_add(1, Ordering::Relaxed)) else {
+                            return;
+                        };
+                        let result =
+                            hash_region(&self.bundle.file, r.offset, r.len, &mut buf, &|n| progress.advance(n));
+                        let failure = match result {
+                            Ok(actual) if actual == r.digest => continue,
+                            Ok(actual) => self.digest_error(r, actual),
+                            Err(source) => ReadError::Io {
+                                path: self.bundle.path.clone(),
+                                source,
+                            },
+                        };
+                        stop.store(true, Ordering::Relaxed);
+                        failures
+                            .lock()
+                            .expect("no panics while locked")
+                            .push((r.offset, failure));
+                    }
+                });
+            }
+        });
+        let mut failures = failures.into_inner().expect("no panics while locked");
+        failures.sort_by_key(|(offset, _)| *offset);
+        match failures.into_iter().next() {
+            Some((_, e)) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    fn digest_error(&self, r: &Region, actual: Digest) -> ReadError {
+        ReadError::Digest {
+            path: self.bundle.path.clone(),
+            region: r.name.clone(),
+            offset: r.offset,
+            len: r.len,
+            expected: r.digest,
+            actual,
+        }
+    }
+
+    /// Extract every entry into `dest`, checking every digest on the way. `dest` must not exist
+    /// or be empty, unless `overwrite`. The tree is built in a staging directory beside `dest`
+    /// and renamed into place only when complete, so a failure leaves nothing behind and a
+    /// re-run after a kill starts clean.
+    pub fn extract(&self, dest: &Path, overwrite: bool, progress: &dyn Progress) -> Result<ExtractSummary, ReadError> {
+        let werr = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| ReadError::Write { path, source }
+        };
+        let name = dest.file_name().ok_or_else(|| {
+            werr(dest)(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "destination has no file name",
+            ))
+        })?;
+        let parent = match dest.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let existing = match fs::read_dir(dest) {
+            Ok(mut it) => Some(it.next().is_some()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(werr(dest)(e)),
+        };
+        if existing == Some(true) && !overwrite {
+            return Err(ReadError::DestinationNotEmpty {
+                path: dest.to_path_buf(),
+            });
+        }
+        let mut staging_name = std::ffi::OsString::from(".");
+        staging_name.push(name);
+        staging_name.push(".delivery-partial");
+        let staging = parent.join(&staging_name);
+        remove_if_present(&staging).map_err(werr(&staging))?;
+        fs::create_dir_all(&parent).map_err(werr(&parent))?;
+        fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&staging)
+            .map_err(werr(&staging))?;
+
+        let summary = match self.extract_into(&staging, progress) {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = fs::remove_dir_all(&staging);
+                return Err(e);
+            }
+        };
+        // The staging directory was private while it filled; the result is an ordinary directory.
+        fs::set_permissions(&staging, fs::Permissions::from_mode(0o755)).map_err(werr(&staging))?;
+        sync_tree(&staging).map_err(werr(&staging))?;
+        if existing.is_some() {
+            let mut old_name = staging_name.clone();
+            old_name.push("-old");
+            let old = parent.join(old_name);
+            remove_if_present(&old).map_err(werr(&old))?;
+            fs::rename(dest, &old).map_err(werr(dest))?;
+            fs::rename(&staging, dest).map_err(werr(dest))?;
+            fs::remove_dir_all(&old).map_err(werr(&old))?;
+        } else {
+            fs::rename(&staging, dest).map_err(werr(dest))?;
+        }
+        File::open(&parent).and_then(|d| d.sync_all()).map_err(werr(&parent))?;
+        Ok(summary)
+    }
+
+    fn extract_into(&self, root: &Path, progress: &dyn Progress) -> Result<ExtractSummary, ReadError> {
+        let m = &self.manifest;
+        let werr = |path: PathBuf| move |source| ReadError::Write { path, source };
+        let mut summary = ExtractSummary::default();
+        let mut stream_files = Vec::new();
+        let mut blob_files = Vec::new();
+        for e in &m.entries {
+            match e {
+                Entry::Dir { path, .. } => {
+                    let p = root.join(path);
+                    fs::DirBuilder::new().mode(0o700).create(&p).map_err(werr(p))?;
+                    summary.dirs += 1;
+                }
+                Entry::File {
+                    data: Data::Stream(_), ..
+                } => stream_files.push(e),
+                Entry::File {
+                    data: Data::Blob(_), ..
+                } => blob_files.push(e),
+                Entry::Symlink { .. } => {}
+            }
+        }
+        let total = m.raw_stream_len() + blob_files.iter().map(|e| file_size(e)).sum::<u64>();
+        progress.phase("extract", total);
+        summary.files = stream_files.len() + blob_files.len();
+        summary.bytes = stream_files.iter().chain(&blob_files).map(|e| file_size(e)).sum();
+
+        std::thread::scope(|s| {
+            let stream = s.spawn(|| self.extract_stream(root, &stream_files, progress));
+            let blobs = self.extract_blobs(root, &blob_files, progress);
+            let stream = stream.join().expect("the stream thread does not panic");
+            blobs.and(stream)
+        })?;
+
+        for e in &m.entries {
+            if let Entry::Symlink { path, target } = e {
+                let p = root.join(path);
+                std::os::unix::fs::symlink(target, &p).map_err(werr(p))?;
+                summary.symlinks += 1;
+            }
+        }
+        // Directory modes last, deepest first, so a read-only directory is filled before.
+        for e in m.entries.iter().rev() {
+            if let Entry::Dir { path, mode } = e {
+                let p = root.join(path);
+                fs::set_permissions(&p, fs::Permissions::from_mode(*mode)).map_err(werr(p))?;
+            }
+        }
+        Ok(summary)
+    }
+
+    /// Stub and stored-blob files, on the calling thread.
+    fn extract_blobs(&self, root: &Path, files: &[&Entry], progress: &dyn Progress) -> Result<(), ReadError> {
+        let t = &self.bundle.trailer;
+        let mut buf = vec![0u8; CHUNK];
+        let stub = self.regions().into_iter().next().expect("the stub region is first");
+        let actual =
+            hash_region(&self.bundle.file, 0, t.stub_len, &mut buf, &|_| {}).map_err(|source| ReadError::Io {
+                path: self.bundle.path.clone(),
+                source,
+            })?;
+        if actual != stub.digest {
+            return Err(self.digest_error(&stub, actual));
+        }
+        for e in files {
+            let Entry::File {
+                path,
+                mode,
+                size,
+                data: Data::Blob(i),
+                ..
+            } = e
+            else {
+                continue;
+            };
+            let blob = self.manifest.blobs[*i];
+            let offset = t.blobs_offset + blob.offset;
+            let target = root.join(path);
+            let werr = |source| ReadError::Write {
+                path: target.clone(),
+                source,
+            };
+            let mut out = create_file(&target).map_err(werr)?;
+            let mut h = Hasher::new();
+            let mut done = 0;
+            while done < *size {
+                let n = (*size - done).min(CHUNK as u64) as usize;
+                self.bundle
+                    .file
+                    .read_exact_at(&mut buf[..n], offset + done)
+                    .map_err(|source| ReadError::Io {
+                        path: self.bundle.path.clone(),
+                        source,
+                    })?;
+                h.update(&buf[..n]);
+                out.write_all(&buf[..n]).map_err(werr)?;
+                done += n as u64;
+                progress.advance(n as u64);
+            }
+            let actual = h.finish();
+            if actual != blob.sha256 {
+                let r = Region {
+                    name: format!("stored blob {i} for `{path}`"),
+                    offset,
+                    len: *size,
+                    digest: blob.sha256,
+                };
+                return Err(self.digest_error(&r, actual));
+            }
+            out.set_permissions(fs::Permissions::from_mode(*mode)).map_err(werr)?;
+        }
+        Ok(())
+    }
+
+    /// The compressed stream: one thread checks and decompresses frames, this one writes files.
+    fn extract_stream(&self, root: &Path, files: &[&Entry], progress: &dyn Progress) -> Result<(), ReadError> {
+        let (tx, rx) = sync_channel::<Vec<u8>>(2);
+        std::thread::scope(|s| {
+            let frames = s.spawn(move || self.decompress_frames(tx));
+            let written = self.write_stream_files(root, files, rx, progress);
+            let frames = frames.join().expect("the frame thread does not panic");
+            // A frame error explains a short stream better than the writer's complaint.
+            frames.and(written)
+        })
+    }
+
+    fn decompress_frames(&self, tx: std::sync::mpsc::SyncSender<Vec<u8>>) -> Result<(), ReadError> {
+        let t = &self.bundle.trailer;
+        let ioerr = |source| ReadError::Io {
+            path: self.bundle.path.clone(),
+            source,
+        };
+        let mut decompressor = zstd::bulk::Decompressor::new().map_err(ioerr)?;
+        let mut compressed = Vec::new();
+        let mut offset = t.stream_offset;
+        for (index, f) in self.manifest.frames.iter().enumerate() {
+            compressed.resize(f.size as usize, 0);
+            self.bundle.file.read_exact_at(&mut compressed, offset).map_err(ioerr)?;
+            let actual = Digest::of(&compressed);
+            if actual != f.sha256 {
+                let r = Region {
+                    name: format!("compressed stream frame {index}"),
+                    offset,
+                    len: f.size,
+                    digest: f.sha256,
+                };
+                return Err(self.digest_error(&r, actual));
+            }
+            let decompress = |reason: String| ReadError::Decompress {
+                path: self.bundle.path.clone(),
+                index,
+                offset,
+                reason,
+            };
+            let raw = decompressor
+                .decompress(&compressed, f.raw_size as usize)
+                .map_err(|e| decompress(e.to_string()))?;
+            if raw.len() as u64 != f.raw_size {
+                return Err(decompress(format!("got {} bytes, expected {}", raw.len(), f.raw_size)));
+            }
+            if tx.send(raw).is_err() {
+                return Ok(()); // the writer stopped and reports why
+            }
+            offset += f.size;
+        }
+        Ok(())
+    }
+
+    fn write_stream_files(
+        &self,
+        root: &Path,
+        files: &[&Entry],
+        rx: std::sync::mpsc::Receiver<Vec<u8>>,
+        progress: &dyn Progress,
+    ) -> Result<(), ReadError> {
+        let mut files = files.iter().peekable();
+        let mut open: Option<(File, Hasher, u64, &Entry)> = None;
+        let mut pos = 0u64; // stream offset of the chunk's first byte
+        let finish = |out: File, h: Hasher, e: &Entry| -> Result<(), ReadError> {
+            let Entry::File { path, mode, sha256, .. } = e else {
+                unreachable!("only files")
+            };
+            let actual = h.finish();
+            if actual != *sha256 {
+                return Err(ReadError::Digest {
+                    path: self.bundle.path.clone(),
+                    region: format!("entry `{path}`"),
+                    offset: 0,
+                    len: file_size(e),
+                    expected: *sha256,
+                    actual,
+                });
+            }
+            out.set_permissions(fs::Permissions::from_mode(*mode))
+                .map_err(|source| ReadError::Write {
+                    path: root.join(path),
+                    source,
+                })
+        };
+        let start = |e: &'_ Entry| -> Result<File, ReadError> {
+            let p = root.join(e.path());
+            create_file(&p).map_err(|source| ReadError::Write { path: p, source })
+        };
+        // Empty files have no bytes in the stream.
+        for e in files.clone() {
+            if file_size(e) == 0 {
+                finish(start(e)?, Hasher::new(), e)?;
+            }
+        }
+        for chunk in rx {
+            let end = pos + chunk.len() as u64;
+            loop {
+                if open.is_none() {
+                    while files.peek().is_some_and(|e| file_size(e) == 0) {
+                        files.next();
+                    }
+                    match files.peek() {
+                        Some(e) if stream_offset(e) < end => {
+                            let e = files.next().expect("peeked");
+                            open = Some((start(e)?, Hasher::new(), 0, e));
+                        }
+                        _ => break,
+                    }
+                }
+                let (out, h, written, e) = open.as_mut().expect("a file is open");
+                let (offset, size) = (stream_offset(e), file_size(e));
+                let from = offset + *written;
+                let to = (offset + size).min(end);
+                let part = &chunk[(from - pos) as usize..(to - pos) as usize];
+                h.update(part);
+                out.write_all(part).map_err(|source| ReadError::Write {
+                    path: root.join(e.path()),
+                    source,
+                })?;
+                *written += part.len() as u64;
+                if *written < size {
+                    break; // continues in the next chunk
+                }
+                let (out, h, _, e) = open.take().expect("a file is open");
+                finish(out, h, e)?;
+            }
+            progress.advance(chunk.len() as u64);
+            pos = end;
+        }
+        if let Some((_, _, _, e)) = open {
+            return Err(ReadError::Manifest {
+                path: self.bundle.path.clone(),
+                source: ManifestError::BadStreamRange(e.path().to_string()),
+            });
+        }
+        Ok(())
+    }
+}
+
+fn file_size(e: &Entry) -> u64 {
+    match e {
+        Entry::File { size, .. } => *size,
+        _ => 0,
+    }
+}
+
+fn stream_offset(e: &Entry) -> u64 {
+    match e {
+        Entry::File {
+            data: Data::Stream(o), ..
+        } => *o,
+        _ => 0,
+    }
+}
+
+fn create_file(path: &Path) -> io::Result<File> {
+    OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)
+}
+
+fn remove_if_present(path: &Path) -> io::Result<()> {
+    match fs::remove_dir_all(path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        other => other,
+    }
+}
+
+/// Flush everything under `dir` to disk with one `syncfs`, instead of one fsync per file.
+fn sync_tree(dir: &Path) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let d = File::open(dir)?;
+    // SAFETY: syncfs only reads the descriptor, which `d` keeps open for the call.
+    if unsafe { libc::syncfs(d.as_raw_fd()) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Why a trust root given by the user cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum TrustError {
+    #[error("failed to read public key {path}: {source}")]
+    Read { path: PathBuf, source: io::Error },
+    #[error("{path} is not an OpenSSH ed25519 public key line: {source}")]
+    Key {
+        path: PathBuf,
+        source: crate::keys::KeyError,
+    },
+    #[error("`{input}` is not a key fingerprint like SHA256:<43 base64 characters> (as `ssh-keygen -lf vendor.pub` prints it)")]
+    Fingerprint { input: String },
+}
+
+impl Trust {
+    /// The trust root from a public key file (`vendor.pub`) or a fingerprint, or none.
+    pub fn from_args(key: Option<&Path>, fingerprint: Option<&str>) -> Result<Trust, TrustError> {
+        if let Some(path) = key {
+            let text = fs::read_to_string(path).map_err(|source| TrustError::Read {
+                path: path.into(),
+                source,
+            })?;
+            let k = PublicKey::from_openssh_line(&text).map_err(|source| TrustError::Key {
+                path: path.into(),
+                source,
+            })?;
+            return Ok(Trust::Key(k));
+        }
+        if let Some(fp) = fingerprint {
+            let f = fp
+                .parse()
+                .map_err(|_| TrustError::Fingerprint { input: fp.to_string() })?;
+            return Ok(Trust::Fingerprint(f));
+        }
+        Ok(Trust::EmbeddedKeyOnly)
+    }
+}

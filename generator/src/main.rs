@@ -1,0 +1,34 @@
+//! `delivery`: the vendor-side tool. `main` only dispatches and maps errors to exit codes.
+
+mod atomic;
+mod build;
+mod cli;
+mod context;
+mod keygen;
+mod kubefile;
+mod signing_key;
+mod verify;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    let result = match &cli.command {
+        cli::Command::Keygen(args) => keygen::run(args),
+        cli::Command::Build(args) => build::run(args),
+        cli::Command::Verify(args) => verify::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            let verification = e.chain().any(|c| {
+                c.downcast_ref::<bundle_format::ReadError>()
+                    .is_some_and(|r| r.is_verification_failure())
+            });
+            ExitCode::from(if verification { 3 } else { 1 })
+        }
+    }
+}

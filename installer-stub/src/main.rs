@@ -1,0 +1,41 @@
+//! `delivery.run`: the installer stub at the front of every bundle. `main` only dispatches and
+//! maps errors to the documented exit codes.
+
+mod cli;
+mod extract;
+mod inspect;
+mod verify;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    let result = match cli.command {
+        cli::Command::Verify(args) => verify::run(&args),
+        cli::Command::Info(args) => inspect::info(&args),
+        cli::Command::List(args) => inspect::list(&args),
+        cli::Command::Extract(args) => extract::run(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(exit_code(&e))
+        }
+    }
+}
+
+/// 3 for a bundle that failed verification, 1 for anything else.
+fn exit_code(e: &anyhow::Error) -> u8 {
+    let verification = e.chain().any(|c| {
+        c.downcast_ref::<bundle_format::ReadError>()
+            .is_some_and(|r| r.is_verification_failure())
+    });
+    if verification {
+        3
+    } else {
+        1
+    }
+}

@@ -1,0 +1,160 @@
+//! How both binaries report long work: an indicatif bar when stderr is a terminal, plain
+//! timestamped lines (at most one every few seconds per phase) when it is a log file, nothing
+//! with `--json` on. Results go to stdout; everything here goes to stderr.
+
+use std::io::IsTerminal;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+/// Print a log line on stderr: `2026-11-23T12:00:00Z message`.
+pub fn log(message: impl std::fmt::Display) {
+    eprintln!("{} {message}", now());
+}
+
+fn now() -> String {
+    let secs = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    bundle_format::manifest::rfc3339(secs)
+}
+
+/// Human-readable byte count (binary units).
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+enum Sink {
+    Bar(Mutex<Option<ProgressBar>>),
+    Lines(Mutex<LineState>),
+    Silent,
+}
+
+struct LineState {
+    phase: String,
+    total: u64,
+    started: Instant,
+    last: Instant,
+}
+
+/// Implements [`bundle_format::Progress`] for a terminal or a log.
+pub struct Reporter {
+    sink: Sink,
+    done: AtomicU64,
+}
+
+impl Reporter {
+    /// Bars if stderr is a terminal, lines otherwise; nothing when `quiet` (for `--json`).
+    pub fn new(quiet: bool) -> Self {
+        let sink = if quiet {
+            Sink::Silent
+        } else if std::io::stderr().is_terminal() {
+            Sink::Bar(Mutex::new(None))
+        } else {
+            let t = Instant::now();
+            Sink::Lines(Mutex::new(LineState {
+                phase: String::new(),
+                total: 0,
+                started: t,
+                last: t,
+            }))
+        };
+        Reporter {
+            sink,
+            done: AtomicU64::new(0),
+        }
+    }
+
+    /// Close the current phase (its bar, or a final log line).
+    pub fn finish(&self) {
+        match &self.sink {
+            Sink::Bar(bar) => {
+                if let Some(b) = bar.lock().expect("no panics while locked").take() {
+                    b.finish_and_clear();
+                }
+            }
+            Sink::Lines(state) => {
+                let s = state.lock().expect("no panics while locked");
+                if !s.phase.is_empty() {
+                    let secs = s.started.elapsed().as_secs_f64().max(0.001);
+                    let rate = bytes((s.total as f64 / secs) as u64);
+                    log(format_args!(
+                        "{}: done, {} in {secs:.1}s ({rate}/s)",
+                        s.phase,
+                        bytes(s.total)
+                    ));
+                }
+            }
+            Sink::Silent => {}
+        }
+    }
+}
+
+impl bundle_format::Progress for Reporter {
+    fn phase(&self, name: &str, total: u64) {
+        self.finish();
+        self.done.store(0, Ordering::Relaxed);
+        match &self.sink {
+            Sink::Bar(bar) => {
+                let b = ProgressBar::new(total);
+                b.set_style(
+                    ProgressStyle::with_template(
+                        "{prefix:>9} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+                    )
+                    .expect("the template is valid")
+                    .progress_chars("=> "),
+                );
+                b.set_prefix(name.to_string());
+                *bar.lock().expect("no panics while locked") = Some(b);
+            }
+            Sink::Lines(state) => {
+                let mut s = state.lock().expect("no panics while locked");
+                let t = Instant::now();
+                *s = LineState {
+                    phase: name.to_string(),
+                    total,
+                    started: t,
+                    last: t,
+                };
+                log(format_args!("{name}: {} to process", bytes(total)));
+            }
+            Sink::Silent => {}
+        }
+    }
+
+    fn advance(&self, n: u64) {
+        let done = self.done.fetch_add(n, Ordering::Relaxed) + n;
+        match &self.sink {
+            Sink::Bar(bar) => {
+                if let Some(b) = bar.lock().expect("no panics while locked").as_ref() {
+                    b.set_position(done);
+                }
+            }
+            Sink::Lines(state) => {
+                let mut s = state.lock().expect("no panics while locked");
+                if s.last.elapsed() >= Duration::from_secs(5) && s.total > 0 {
+                    s.last = Instant::now();
+                    let pct = done * 100 / s.total;
+                    log(format_args!(
+                        "{}: {} of {} ({pct}%)",
+                        s.phase,
+                        bytes(done),
+                        bytes(s.total)
+                    ));
+                }
+            }
+            Sink::Silent => {}
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! End-to-end tests live in `tests/e2e`; this package has no library code.
