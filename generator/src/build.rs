@@ -185,6 +185,8 @@ pub fn plan(args: &BuildArgs, kubefile: &Kubefile) -> Result<Plan> {
     let planned = context::resolve(&context_dir, kubefile).map_err(|e| anyhow!("{e}"))?;
     for p in planned {
         let entry = match p.kind {
+            // An implicit parent (no source) must not override a directory the base defines.
+            Kind::Dir { .. } if p.source.as_os_str().is_empty() && entries.contains_key(&p.dest) => continue,
             Kind::Dir { mode } => InputEntry::Dir {
                 path: p.dest.clone(),
                 mode,

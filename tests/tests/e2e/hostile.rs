@@ -1,0 +1,181 @@
+//! Bundles correctly signed by the trusted key whose manifest is hostile (a compromised build
+//! machine, a buggy generator): the stub still refuses to write outside its target.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Command;
+
+use bundle_format::layout::{Header, Trailer};
+use bundle_format::manifest::{Data, Entry, Manifest, ManifestError};
+use bundle_format::{signed_message, Bundle, ReadError, SigningKey, Trust};
+
+use crate::support::*;
+
+/// Replace the manifest of a good bundle and sign the result with `key`.
+fn resign(good: &[u8], manifest: &Manifest, key: &SigningKey) -> Vec<u8> {
+    let t = Trailer::decode(good[good.len() - 64..].try_into().unwrap(), 0).unwrap();
+    let json = serde_json::to_vec(manifest).unwrap();
+    let signature_offset = t.manifest_offset + json.len() as u64;
+    let total_len = signature_offset + 96 + 64;
+    let trailer = Trailer {
+        signature_offset,
+        total_len,
+        ..t
+    }
+    .encode();
+    let header = Header { total_len }.encode();
+    let mut out = good[..t.manifest_offset as usize].to_vec();
+    out[t.stub_len as usize..t.stub_len as usize + 64].copy_from_slice(&header);
+    let signature = key.sign(&signed_message(&header, &trailer, &json));
+    out.extend_from_slice(&json);
+    out.extend_from_slice(&key.public().to_bytes());
+    out.extend_from_slice(&signature);
+    out.extend_from_slice(&trailer);
+    out
+}
+
+struct Case {
+    name: &'static str,
+    edit: fn(&mut Manifest),
+    expect: fn(&ManifestError) -> bool,
+    /// A path (relative to the test dir) that must never appear.
+    outside: &'static str,
+}
+
+fn first_file(m: &mut Manifest) -> &mut Entry {
+    m.entries
+        .iter_mut()
+        .find(|e| {
+            matches!(
+                e,
+                Entry::File {
+                    data: Data::Stream(_),
+                    ..
+                }
+            )
+        })
+        .unwrap()
+}
+
+fn set_path(e: &mut Entry, new: &str) {
+    match e {
+        Entry::Dir { path, .. } | Entry::File { path, .. } | Entry::Symlink { path, .. } => *path = new.to_string(),
+    }
+}
+
+#[test]
+fn hostile_manifests_signed_by_the_trusted_key_are_refused() {
+    let t = tempfile::tempdir().unwrap();
+    let keys = keygen(t.path(), "vendor");
+    let key = SigningKey::from_openssh(&fs::read_to_string(&keys.private).unwrap()).unwrap();
+    let good = t.path().join("good.run");
+    build_ok(
+        &workspace().join("bundles/demo/Kubefile"),
+        None,
+        &keys.private,
+        &good,
+        &[],
+    );
+    let good_bytes = fs::read(&good).unwrap();
+    let manifest = Bundle::open(&good)
+        .unwrap()
+        .verify_signature(&Trust::EmbeddedKeyOnly)
+        .unwrap()
+        .manifest()
+        .clone();
+
+    // The re-signing itself is sound: a harmless edit still verifies and extracts.
+    let mut renamed = manifest.clone();
+    renamed.bundle.name = "renamed".into();
+    let file = t.path().join("renamed.run");
+    write(&file, &resign(&good_bytes, &renamed, &key), 0o755);
+    ok(Command::new(&file)
+        .arg("extract")
+        .arg("--to")
+        .arg(t.path().join("renamed-out"))
+        .arg("--key")
+        .arg(&keys.public));
+
+    let cases = [
+        Case {
+            name: "path-traversal-entry",
+            edit: |m| set_path(first_file(m), "../escaped"),
+            expect: |e| matches!(e, ManifestError::Path(_)),
+            outside: "escaped",
+        },
+        Case {
+            name: "absolute-path-entry",
+            edit: |m| set_path(first_file(m), "/tmp/delivery-absolute-escape"),
+            expect: |e| matches!(e, ManifestError::Path(_)),
+            outside: "/tmp/delivery-absolute-escape",
+        },
+        Case {
+            name: "escaping-symlink",
+            edit: |m| {
+                m.entries.push(Entry::Symlink {
+                    path: "zz-link".into(),
+                    target: "../../../../etc".into(),
+                })
+            },
+            expect: |e| matches!(e, ManifestError::Path(_)),
+            outside: "out/zz-link",
+        },
+        Case {
+            name: "file-through-symlink",
+            edit: |m| {
+                m.entries.push(Entry::Symlink {
+                    path: "zz".into(),
+                    target: "scripts".into(),
+                });
+                let mut f = first_file(m).clone();
+                set_path(&mut f, "zz/planted");
+                m.entries.push(f);
+            },
+            expect: |e| matches!(e, ManifestError::NoParent { .. }),
+            outside: "out/scripts/planted",
+        },
+    ];
+    for case in cases {
+        let mut m = manifest.clone();
+        (case.edit)(&mut m);
+        let file = t.path().join(format!("{}.run", case.name));
+        write(&file, &resign(&good_bytes, &m, &key), 0o755);
+        fs::set_permissions(&file, fs::Permissions::from_mode(0o755)).unwrap();
+
+        match Bundle::open(&file).unwrap().verify_signature(&Trust::EmbeddedKeyOnly) {
+            Err(ReadError::Manifest { source, .. }) => assert!((case.expect)(&source), "{}: {source}", case.name),
+            other => panic!("{}: expected a manifest error, got {:?}", case.name, other.err()),
+        }
+        let o = run(Command::new(delivery())
+            .arg("verify")
+            .arg(&file)
+            .arg("--key")
+            .arg(&keys.public));
+        assert_eq!(code(&o), 3, "{}: delivery verify: {}", case.name, stderr(&o));
+        let o = run(Command::new(&file)
+            .arg("extract")
+            .arg("--to")
+            .arg(t.path().join("out"))
+            .arg("--key")
+            .arg(&keys.public));
+        assert_eq!(code(&o), 3, "{}: extract: {}", case.name, stderr(&o));
+        assert!(
+            !t.path().join("out").exists(),
+            "{}: extract wrote its target",
+            case.name
+        );
+        let outside = Path::new(case.outside);
+        let outside = if outside.is_absolute() {
+            outside.to_path_buf()
+        } else {
+            t.path().join(outside)
+        };
+        assert!(
+            fs::symlink_metadata(&outside).is_err(),
+            "{}: {} was written",
+            case.name,
+            outside.display()
+        );
+    }
+}

@@ -1,0 +1,234 @@
+//! Shared fixtures: where the binaries are, keys, contexts, and building bundles.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use bundle_format::layout::Trailer;
+
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ is in the workspace")
+        .to_path_buf()
+}
+
+fn bin_dir() -> PathBuf {
+    std::env::var_os("DELIVERY_BIN_DIR").map_or_else(|| workspace().join("target/release"), PathBuf::from)
+}
+
+fn require(p: PathBuf) -> PathBuf {
+    assert!(
+        p.exists(),
+        "{} is missing: build it first (./tests/run.sh does), or set DELIVERY_BIN_DIR / DELIVERY_STUB",
+        p.display()
+    );
+    p
+}
+
+/// The `delivery` generator binary.
+pub fn delivery() -> PathBuf {
+    require(bin_dir().join("delivery"))
+}
+
+/// The stub to embed: the portable build if present, else the native one.
+pub fn stub() -> PathBuf {
+    if let Some(p) = std::env::var_os("DELIVERY_STUB") {
+        return require(PathBuf::from(p));
+    }
+    let portable = workspace().join("target/x86_64-unknown-linux-gnu/release/installer-stub");
+    if portable.exists() {
+        return portable;
+    }
+    require(bin_dir().join("installer-stub"))
+}
+
+/// Run a command, returning its output (never panics on a non-zero exit).
+pub fn run(cmd: &mut Command) -> Output {
+    cmd.output().unwrap_or_else(|e| panic!("failed to start {cmd:?}: {e}"))
+}
+
+/// Run and require success.
+pub fn ok(cmd: &mut Command) -> Output {
+    let out = run(cmd);
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed with {}:\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+pub fn code(out: &Output) -> i32 {
+    out.status.code().unwrap_or(-1)
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A key pair in `dir`: (`PREFIX.key`, `PREFIX.pub`, `PREFIX.allowed_signers`).
+pub struct Keys {
+    pub private: PathBuf,
+    pub public: PathBuf,
+    pub allowed_signers: PathBuf,
+}
+
+pub fn keygen(dir: &Path, name: &str) -> Keys {
+    let prefix = dir.join(name);
+    ok(Command::new(delivery()).arg("keygen").arg("--out").arg(&prefix));
+    let with = |ext: &str| PathBuf::from(format!("{}{ext}", prefix.display()));
+    Keys {
+        private: with(".key"),
+        public: with(".pub"),
+        allowed_signers: with(".allowed_signers"),
+    }
+}
+
+/// `delivery build` with the test stub and a fixed SOURCE_DATE_EPOCH.
+pub fn build(kubefile: &Path, context: Option<&Path>, key: &Path, out: &Path, extra: &[&str]) -> Output {
+    let mut cmd = Command::new(delivery());
+    cmd.arg("build")
+        .arg("-f")
+        .arg(kubefile)
+        .arg("--key")
+        .arg(key)
+        .arg("-o")
+        .arg(out)
+        .arg("--stub")
+        .arg(stub());
+    if let Some(c) = context {
+        cmd.arg("--context").arg(c);
+    }
+    cmd.args(extra).env("SOURCE_DATE_EPOCH", "1700000000");
+    run(&mut cmd)
+}
+
+pub fn build_ok(kubefile: &Path, context: Option<&Path>, key: &Path, out: &Path, extra: &[&str]) {
+    let o = build(kubefile, context, key, out, extra);
+    assert!(o.status.success(), "build failed: {}", stderr(&o));
+}
+
+/// A deterministic pseudo-random byte generator (xorshift64*), for fixture content.
+pub struct Noise(u64);
+
+impl Noise {
+    pub fn new(seed: u64) -> Self {
+        Noise(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    pub fn bytes(&mut self, n: usize) -> Vec<u8> {
+        let mut v = Vec::with_capacity(n + 8);
+        while v.len() < n {
+            v.extend_from_slice(&self.next_u64().to_le_bytes());
+        }
+        v.truncate(n);
+        v
+    }
+}
+
+pub fn write(path: &Path, bytes: &[u8], mode: u32) {
+    fs::create_dir_all(path.parent().expect("fixture paths have parents")).expect("mkdir");
+    fs::write(path, bytes).expect("write fixture");
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).expect("chmod fixture");
+}
+
+/// A context with every kind of entry: stored blobs (random), a multi-frame compressible file,
+/// hundreds of small files, empty files, symlinks, odd modes, a long path and a non-ASCII name.
+/// Returns the Kubefile path (outside the context).
+pub fn larger_context(root: &Path, blob_mib: usize) -> (PathBuf, PathBuf) {
+    let ctx = root.join("ctx");
+    let mut noise = Noise::new(7);
+    for i in 0..3 {
+        write(
+            &ctx.join(format!("images/blobs/layer{i}.tar.gz")),
+            &noise.bytes(blob_mib << 20),
+            0o644,
+        );
+    }
+    // Compressible but not trivially: YAML-ish lines with varying numbers, ~10 MiB (3 frames).
+    let mut yaml = String::new();
+    let mut i = 0u64;
+    while yaml.len() < 10 << 20 {
+        i += 1;
+        yaml.push_str(&format!(
+            "- name: service-{i}\n  replicas: {}\n  image: example.com/app:{}\n",
+            noise.next_u64() % 7,
+            noise.next_u64() % 1000
+        ));
+    }
+    write(&ctx.join("manifests/big.yaml"), yaml.as_bytes(), 0o644);
+    for d in 0..20 {
+        for f in 0..25 {
+            let body = format!(
+                "kind: ConfigMap\nmetadata: {{name: cm-{d}-{f}}}\ndata: {{x: \"{}\"}}\n",
+                noise.next_u64()
+            );
+            write(
+                &ctx.join(format!("manifests/dir{d:02}/cm{f:02}.yaml")),
+                body.as_bytes(),
+                0o644,
+            );
+        }
+    }
+    write(&ctx.join("bin/tool"), &noise.bytes(300_000), 0o755);
+    write(&ctx.join("etc/secret.key"), b"not really secret\n", 0o600);
+    write(&ctx.join("etc/empty"), b"", 0o644);
+    let long = format!("deep/{}/{}/file-with-a-long-name.yaml", "a".repeat(80), "b".repeat(60));
+    write(&ctx.join(long), b"long path\n", 0o644);
+    write(&ctx.join("docs/café-ünïcode.txt"), "non-ASCII name\n".as_bytes(), 0o644);
+    fs::create_dir_all(ctx.join("empty-dir")).expect("mkdir");
+    std::os::unix::fs::symlink("../manifests/big.yaml", ctx.join("bin/link-to-yaml")).expect("symlink");
+    std::os::unix::fs::symlink("tool", ctx.join("bin/tool-alias")).expect("symlink");
+    let kubefile = root.join("Kubefile");
+    fs::write(&kubefile, "FROM scratch\nLABEL name=larger version=2.0\nCOPY . .\n").expect("write Kubefile");
+    (kubefile, ctx)
+}
+
+/// The trailer of a bundle on disk.
+pub fn trailer(path: &Path) -> Trailer {
+    let bytes = fs::read(path).expect("read bundle");
+    let t: [u8; 64] = bytes[bytes.len() - 64..].try_into().expect("64 bytes");
+    Trailer::decode(&t, (bytes.len() - 64) as u64).expect("a good trailer")
+}
+
+/// Every entry under `dir`, as (relative path, kind, mode, content or link target).
+pub fn tree(dir: &Path) -> Vec<(String, char, u32, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).expect("read_dir") {
+            let p = e.expect("dir entry").path();
+            let rel = p.strip_prefix(dir).expect("under dir").to_string_lossy().into_owned();
+            let m = fs::symlink_metadata(&p).expect("lstat");
+            let mode = m.permissions().mode() & 0o7777;
+            if m.file_type().is_symlink() {
+                out.push((
+                    rel,
+                    'l',
+                    0,
+                    fs::read_link(&p)
+                        .expect("readlink")
+                        .to_string_lossy()
+                        .as_bytes()
+                        .to_vec(),
+                ));
+            } else if m.is_dir() {
+                out.push((rel, 'd', mode, Vec::new()));
+                stack.push(p);
+            } else {
+                out.push((rel, 'f', mode, fs::read(&p).expect("read")));
+            }
+        }
+    }
+    out.sort();
+    out
+}
