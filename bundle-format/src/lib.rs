@@ -35,6 +35,9 @@
 //! [`FORMAT_VERSION`] is in the header, the trailer and the manifest; a reader refuses any other
 //! value with an error naming both versions.
 
+// Errors carry the object they failed on (paths, digests, offsets); they are cold paths.
+#![allow(clippy::result_large_err)]
+
 pub mod digest;
 pub mod elf;
 pub mod entry_path;

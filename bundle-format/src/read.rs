@@ -315,7 +315,7 @@ impl Verified {
     /// Hash every region (stub, frames, blobs) on `threads` threads against the manifest.
     pub fn verify_contents(&self, threads: usize, progress: &dyn Progress) -> Result<(), ReadError> {
         let mut regions = self.regions();
-        regions.sort_by(|a, b| b.len.cmp(&a.len));
+        regions.sort_by_key(|r| std::cmp::Reverse(r.len));
         progress.phase("verify", regions.iter().map(|r| r.len).sum());
         let next = AtomicUsize::new(0);
         let stop = AtomicBool::new(false);

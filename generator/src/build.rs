@@ -130,9 +130,11 @@ pub fn plan(args: &BuildArgs, kubefile: &Kubefile) -> Result<Plan> {
                 anyhow!("{where_}: FROM {path} needs --base-key: the public key that signed the base bundle")
             })?;
             let trust = Trust::from_args(Some(key), None)?;
+            let failed = || format!("{where_}: base bundle {} failed verification", base_path.display());
             let verified = Bundle::open(&base_path)
-                .and_then(|b| b.verify_signature(&trust))
-                .with_context(|| format!("{where_}: base bundle {} failed verification", base_path.display()))?;
+                .with_context(failed)?
+                .verify_signature(&trust)
+                .with_context(failed)?;
             let dir = tempfile::Builder::new()
                 .prefix(".delivery-base.")
                 .tempdir_in(

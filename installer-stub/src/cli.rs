@@ -11,8 +11,8 @@ Exit codes:
   2  usage error
   3  bundle verification failed: truncated, altered, wrong key or unknown format version
 
-Not built yet (coming in later releases): install, add-node, status, check, images,
-registry serve. See README.md, \"Roadmap\".";
+Not built yet (coming in later releases): install, add-node, status, check, init-config,
+images, registry serve. See README.md, \"Roadmap\".";
 
 /// A signed delivery bundle: verify it, inspect it, unpack it.
 ///

@@ -86,7 +86,7 @@ impl Reporter {
             }
             Sink::Lines(state) => {
                 let s = state.lock().expect("no panics while locked");
-                if !s.phase.is_empty() {
+                if !s.phase.is_empty() && s.total > 0 {
                     let secs = s.started.elapsed().as_secs_f64().max(0.001);
                     let rate = bytes((s.total as f64 / secs) as u64);
                     log(format_args!(
