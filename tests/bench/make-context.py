@@ -144,11 +144,18 @@ def yaml_doc(rng, target):
     return ("\n".join(lines) + "\n").encode()
 
 
-def yaml_path(rng, i):
-    top = rng.choice(["charts", "manifests", "config"])
-    depth = rng.randint(1, 3)
-    parts = [top] + [rng.choice(WORDS) for _ in range(depth)]
-    return os.path.join(*parts, f"{rng.choice(WORDS)}-{i:05d}.yaml")
+def yaml_dirs(rng, count):
+    """About one directory per dozen files, 2-4 levels deep, like charts/<chart>/templates: a
+    directory per file would make extraction measure mkdir instead of writing data."""
+    dirs = set()
+    while len(dirs) < count:
+        top = rng.choice(["charts", "manifests", "config"])
+        dirs.add(os.path.join(top, *(rng.choice(WORDS) for _ in range(rng.randint(1, 3)))))
+    return sorted(dirs)
+
+
+def yaml_path(rng, dirs, i):
+    return os.path.join(rng.choice(dirs), f"{rng.choice(WORDS)}-{i:05d}.yaml")
 
 
 # --- main ------------------------------------------------------------------------------------
@@ -165,11 +172,12 @@ def main():
     # Small files first: their count scales with the size (4000 at 2 GiB), never below 1000.
     yaml_count = max(1000, round(4000 * size_mb / 2048))
     yaml_bytes = 0
+    dirs = yaml_dirs(rng, max(20, yaml_count // 12))
     for i in range(yaml_count):
         # Mostly a few KiB, some up to 48 KiB, like rendered charts and configs.
         target = int(min(48 * 1024, rng.lognormvariate(8.2, 0.9)))
         data = yaml_doc(rng, target)
-        p = os.path.join(root, yaml_path(rng, i))
+        p = os.path.join(root, yaml_path(rng, dirs, i))
         os.makedirs(os.path.dirname(p), exist_ok=True)
         with open(p, "wb") as f:
             f.write(data)
