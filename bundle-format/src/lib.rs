@@ -13,12 +13,14 @@
 //!   every directory, symlink and compressible file, cut into 4 MiB chunks, each compressed as an
 //!   independent zstd frame. Frames can be checked one by one before decompression, and hashed
 //!   and decompressed in parallel. `zstd -dc | tar -x` opens the stream without our tools.
-//! - **stored blobs**: files that are already compressed (image layers, archives: found by magic
-//!   bytes or a sample zstd cannot shrink), stored as they are at known offsets, so they can be
-//!   served in place and are never compressed twice.
+//! - **stored blobs**: files that are already compressed (archives: found by magic bytes or a
+//!   sample zstd cannot shrink), and every blob of every container image (layers, configs,
+//!   manifests, indexes), content-addressed and stored once however many images share it. All
+//!   sit as they are at known offsets, so a registry serves them in place, never recompressed.
 //! - **manifest** ([`manifest::Manifest`], JSON): bundle metadata, the stub's SHA-256, every
-//!   frame's and blob's offset, size and SHA-256, every entry's path, type, mode, size, SHA-256
-//!   and data location.
+//!   frame's and blob's offset, size and SHA-256 (and media type for image manifests), every
+//!   image under its full original name ([`reference`]) with its top-level manifest digest, and
+//!   every entry's path, type, mode, size, SHA-256 and data location.
 //! - **signature block**: the signer's Ed25519 public key (32 B) and the signature (64 B) over
 //!   [`signed_message`]: a domain string, the header, the trailer and the manifest bytes.
 //! - **trailer** ([`layout::Trailer`]): magic `DLVRY\0TR`, format version, and the offset of
@@ -45,6 +47,7 @@ pub mod keys;
 pub mod layout;
 pub mod manifest;
 pub mod read;
+pub mod reference;
 pub mod sshsig;
 pub mod write;
 

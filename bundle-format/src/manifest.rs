@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::digest::Digest;
 use crate::entry_path::{self, PathError};
 use crate::layout::Trailer;
+use crate::reference::{Reference, ReferenceError};
 use crate::FORMAT_VERSION;
 
 /// The largest uncompressed frame a reader will accept (bounds its memory).
@@ -27,6 +28,9 @@ pub struct Manifest {
     pub stub: Region,
     pub frames: Vec<Frame>,
     pub blobs: Vec<Blob>,
+    /// Container images the bundle serves as a registry mirror, by full original name.
+    #[serde(default)]
+    pub images: Vec<Image>,
     pub entries: Vec<Entry>,
 }
 
@@ -91,13 +95,35 @@ pub struct Frame {
     pub sha256: Digest,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Blob {
     /// Offset from the start of the blob region.
     pub offset: u64,
     pub size: u64,
     pub sha256: Digest,
+    /// For an image manifest or index: its media type, which a registry must answer with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media_type: Option<String>,
+}
+
+/// An image carried in the blob region, under the name it had upstream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Image {
+    /// Normalised full reference: `docker.io/library/nginx:1.25`, `harbor.corp:8443/team/app@sha256:...`.
+    pub name: String,
+    /// The top-level manifest or index: a blob of this bundle with a media type.
+    pub digest: Digest,
+    pub media_type: String,
+    /// Bytes of every blob the image references (shared blobs counted in each image).
+    pub size: u64,
+    /// Platforms carried (`linux/amd64`); empty for a single-platform manifest of unknown platform.
+    #[serde(default)]
+    pub platforms: Vec<String>,
+    /// Where the build found the reference (`manifests/app.yaml:12`), for people reading `images`.
+    #[serde(default)]
+    pub source: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -165,6 +191,8 @@ pub enum ManifestError {
     BadStreamRange(String),
     #[error("entry `{0}` refers to a blob that does not exist or has another size or digest")]
     BadBlobRef(String),
+    #[error("image `{name}` is invalid: {why}")]
+    BadImage { name: String, why: String },
 }
 
 impl Manifest {
@@ -225,7 +253,29 @@ impl Manifest {
                 region: trailer.blobs_len(),
             });
         }
+        self.validate_images()?;
         self.validate_entries()
+    }
+
+    fn validate_images(&self) -> Result<(), ManifestError> {
+        let manifests: BTreeMap<&Digest, &str> =
+            self.blobs.iter().filter_map(|b| b.media_type.as_deref().map(|m| (&b.sha256, m))).collect();
+        let mut names = BTreeSet::new();
+        for image in &self.images {
+            let bad = |why: String| ManifestError::BadImage { name: image.name.clone(), why };
+            let r: Reference = image.name.parse().map_err(|e: ReferenceError| bad(e.to_string()))?;
+            if r.to_string() != image.name {
+                return Err(bad(format!("not in normalised form (`{r}`)")));
+            }
+            if !names.insert(image.name.as_str()) {
+                return Err(bad("listed twice".into()));
+            }
+            match manifests.get(&image.digest) {
+                Some(m) if *m == image.media_type => {}
+                _ => return Err(bad(format!("its manifest {} is not a blob of type {}", image.digest, image.media_type))),
+            }
+        }
+        Ok(())
     }
 
     fn validate_entries(&self) -> Result<(), ManifestError> {
@@ -334,7 +384,9 @@ mod tests {
                 offset: 0,
                 size: 5,
                 sha256: d,
+                media_type: None,
             }],
+            images: vec![],
             entries,
         };
         let t = Trailer {

@@ -506,7 +506,7 @@ impl Verified {
             else {
                 continue;
             };
-            let blob = self.manifest.blobs[*i];
+            let blob = &self.manifest.blobs[*i];
             let offset = t.blobs_offset + blob.offset;
             let target = root.join(path);
             let werr = |source| ReadError::Write {

@@ -25,7 +25,7 @@ use crate::digest::{Digest, Hasher, CHUNK};
 use crate::elf::{self, ElfError};
 use crate::keys::SigningKey;
 use crate::layout::{Header, Trailer, HEADER_LEN, SIGNATURE_BLOCK_LEN, TRAILER_LEN};
-use crate::manifest::{Blob, BundleInfo, Data, Entry, Frame, Manifest, ManifestError, Region};
+use crate::manifest::{Blob, BundleInfo, Data, Entry, Frame, Image, Manifest, ManifestError, Region};
 use crate::{signed_message, Progress, FORMAT_VERSION};
 
 /// One thing to put in the bundle.
@@ -55,6 +55,26 @@ impl InputEntry {
             InputEntry::Dir { path, .. } | InputEntry::File { path, .. } | InputEntry::Symlink { path, .. } => path,
         }
     }
+}
+
+/// A blob whose digest is known before it is read: an image layer, config, manifest or index
+/// from the image cache. Blobs with the same digest are stored once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InputBlob {
+    pub digest: Digest,
+    pub size: u64,
+    pub source: PathBuf,
+    /// Set for manifests and indexes (the registry answers with it).
+    pub media_type: Option<String>,
+}
+
+/// Everything that goes into a bundle besides the stub.
+#[derive(Debug, Clone, Copy)]
+pub struct Contents<'a> {
+    pub info: &'a BundleInfo,
+    pub entries: &'a [InputEntry],
+    pub blobs: &'a [InputBlob],
+    pub images: &'a [Image],
 }
 
 /// How to compress.
@@ -113,6 +133,8 @@ pub enum WriteError {
     Entries(#[from] ManifestError),
     #[error("entry `{0}` is listed twice")]
     Duplicate(String),
+    #[error("{path} does not have the digest the image cache recorded (expected {expected}, got {actual}): the cache is damaged; remove it and build again")]
+    BlobDigest { path: PathBuf, expected: Digest, actual: Digest },
 }
 
 /// Entries at least this large are candidates for the blob region.
@@ -157,14 +179,13 @@ fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
     Ok(n)
 }
 
-/// Write a bundle of `stub` and `entries` into `out` (an empty file), signed with `key`.
+/// Write a bundle of `stub` and `contents` into `out` (an empty file), signed with `key`.
 ///
 /// `out` is not synced or renamed here: the caller owns the temp-name-and-rename dance.
 pub fn write_bundle(
     out: &File,
     stub: &[u8],
-    info: &BundleInfo,
-    entries: &[InputEntry],
+    contents: &Contents<'_>,
     key: &SigningKey,
     opts: &Options,
     progress: &dyn Progress,
@@ -176,7 +197,7 @@ pub fn write_bundle(
             len: stub.len() as u64,
         });
     }
-    let mut entries: Vec<&InputEntry> = entries.iter().collect();
+    let mut entries: Vec<&InputEntry> = contents.entries.iter().collect();
     entries.sort_by(|a, b| a.path().cmp(b.path()));
     if let Some(w) = entries.windows(2).find(|w| w[0].path() == w[1].path()) {
         return Err(WriteError::Duplicate(w[0].path().to_string()));
@@ -219,8 +240,9 @@ pub fn write_bundle(
                     offset,
                     size: *size,
                     sha256: placeholder,
+                    media_type: None,
                 });
-                blob_sources.push((source.clone(), *size));
+                blob_sources.push((source.clone(), *size, None));
                 let data = Data::Blob(blobs.len() - 1);
                 Entry::File {
                     path: path.clone(),
@@ -248,16 +270,32 @@ pub fn write_bundle(
             }
         });
     }
+    // Image blobs after the entries' blobs, by digest, each once.
+    let mut image_blobs: BTreeMap<Digest, &InputBlob> = BTreeMap::new();
+    for b in contents.blobs {
+        image_blobs.entry(b.digest).or_insert(b);
+    }
+    for (digest, b) in image_blobs {
+        let offset = blobs.last().map_or(0, |b: &Blob| b.offset + b.size);
+        blobs.push(Blob {
+            offset,
+            size: b.size,
+            sha256: digest,
+            media_type: b.media_type.clone(),
+        });
+        blob_sources.push((b.source.clone(), b.size, Some(digest)));
+    }
     let blobs_len = blobs.last().map_or(0, |b| b.offset + b.size);
     let mut manifest = Manifest {
         format_version: FORMAT_VERSION,
-        bundle: info.clone(),
+        bundle: contents.info.clone(),
         stub: Region {
             size: stub_len,
             sha256: Digest::of(stub),
         },
         frames: stream.frames,
         blobs,
+        images: contents.images.to_vec(),
         entries: manifest_entries,
     };
     let manifest_len = manifest.to_json().len() as u64;
@@ -284,8 +322,11 @@ pub fn write_bundle(
             progress.phase("store", blobs_len);
             let mut pos = blobs_offset;
             let mut digests = Vec::with_capacity(blob_sources.len());
-            for (source, size) in &blob_sources {
+            for (source, size, expected) in &blob_sources {
                 let digest = copy_blob(out, source, *size, pos, &hash_tx, progress)?;
+                if let Some(expected) = expected.filter(|e| *e != digest) {
+                    return Err(WriteError::BlobDigest { path: source.clone(), expected, actual: digest });
+                }
                 digests.push(digest);
                 pos += size;
             }

@@ -48,7 +48,13 @@ pub fn run(args: &BuildArgs) -> Result<()> {
         ..write::Options::default()
     };
     let reporter = terminal::Reporter::new(false);
-    let summary = write::write_bundle(tmp.as_file(), &stub, &plan.info, &entries, &key, &opts, &reporter)
+    let contents = write::Contents {
+        info: &plan.info,
+        entries: &entries,
+        blobs: &[],
+        images: &[],
+    };
+    let summary = write::write_bundle(tmp.as_file(), &stub, &contents, &key, &opts, &reporter)
         .with_context(|| format!("failed to build {}", out.display()))?;
     reporter.finish();
 
