@@ -207,6 +207,25 @@ impl Manifest {
         serde_json::to_vec(self).expect("a manifest always serializes")
     }
 
+    /// Indices of the blobs that belong to the image cache: every blob that is not a file
+    /// entry's content.
+    pub fn image_blobs(&self) -> impl Iterator<Item = (usize, &Blob)> {
+        let file_blobs: BTreeSet<usize> = self
+            .entries
+            .iter()
+            .filter_map(|e| match e {
+                Entry::File {
+                    data: Data::Blob(i), ..
+                } => Some(*i),
+                _ => None,
+            })
+            .collect();
+        self.blobs
+            .iter()
+            .enumerate()
+            .filter(move |(i, _)| !file_blobs.contains(i))
+    }
+
     /// Total uncompressed stream size.
     pub fn raw_stream_len(&self) -> u64 {
         self.frames.iter().map(|f| f.raw_size).sum()
@@ -258,11 +277,17 @@ impl Manifest {
     }
 
     fn validate_images(&self) -> Result<(), ManifestError> {
-        let manifests: BTreeMap<&Digest, &str> =
-            self.blobs.iter().filter_map(|b| b.media_type.as_deref().map(|m| (&b.sha256, m))).collect();
+        let manifests: BTreeMap<&Digest, &str> = self
+            .blobs
+            .iter()
+            .filter_map(|b| b.media_type.as_deref().map(|m| (&b.sha256, m)))
+            .collect();
         let mut names = BTreeSet::new();
         for image in &self.images {
-            let bad = |why: String| ManifestError::BadImage { name: image.name.clone(), why };
+            let bad = |why: String| ManifestError::BadImage {
+                name: image.name.clone(),
+                why,
+            };
             let r: Reference = image.name.parse().map_err(|e: ReferenceError| bad(e.to_string()))?;
             if r.to_string() != image.name {
                 return Err(bad(format!("not in normalised form (`{r}`)")));
@@ -272,7 +297,12 @@ impl Manifest {
             }
             match manifests.get(&image.digest) {
                 Some(m) if *m == image.media_type => {}
-                _ => return Err(bad(format!("its manifest {} is not a blob of type {}", image.digest, image.media_type))),
+                _ => {
+                    return Err(bad(format!(
+                        "its manifest {} is not a blob of type {}",
+                        image.digest, image.media_type
+                    )))
+                }
             }
         }
         Ok(())

@@ -79,9 +79,10 @@ impl FromStr for Reference {
         }
         let (rest, digest) = match s.split_once('@') {
             Some((r, d)) => {
-                let digest = d
-                    .parse::<Digest>()
-                    .map_err(|e| ReferenceError::Digest { reference: s.into(), why: e.to_string() })?;
+                let digest = d.parse::<Digest>().map_err(|e| ReferenceError::Digest {
+                    reference: s.into(),
+                    why: e.to_string(),
+                })?;
                 (r, Some(digest))
             }
             None => (s, None),
@@ -94,13 +95,23 @@ impl FromStr for Reference {
         };
         if let Some(t) = tag {
             if !is_tag(t) {
-                return Err(ReferenceError::Tag { reference: s.into(), tag: t.into() });
+                return Err(ReferenceError::Tag {
+                    reference: s.into(),
+                    tag: t.into(),
+                });
             }
         }
         let (registry, repository) = split_registry(name);
-        let registry = if registry == "index.docker.io" { DOCKER_HUB.to_string() } else { registry.to_string() };
+        let registry = if registry == "index.docker.io" {
+            DOCKER_HUB.to_string()
+        } else {
+            registry.to_string()
+        };
         if !is_registry(&registry) {
-            return Err(ReferenceError::Registry { reference: s.into(), host: registry });
+            return Err(ReferenceError::Registry {
+                reference: s.into(),
+                host: registry,
+            });
         }
         let repository = if registry == DOCKER_HUB && !repository.contains('/') {
             format!("library/{repository}")
@@ -108,14 +119,22 @@ impl FromStr for Reference {
             repository.to_string()
         };
         if !is_repository(&repository) {
-            return Err(ReferenceError::Repository { reference: s.into(), repository });
+            return Err(ReferenceError::Repository {
+                reference: s.into(),
+                repository,
+            });
         }
         let tag = match (tag, &digest) {
             (Some(t), _) => Some(t.to_string()),
             (None, Some(_)) => None,
             (None, None) => Some("latest".to_string()),
         };
-        Ok(Reference { registry, repository, tag, digest })
+        Ok(Reference {
+            registry,
+            repository,
+            tag,
+            digest,
+        })
     }
 }
 
@@ -189,7 +208,8 @@ pub fn is_tag(s: &str) -> bool {
     !b.is_empty()
         && b.len() <= 128
         && (b[0].is_ascii_alphanumeric() || b[0] == b'_')
-        && b.iter().all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
+        && b.iter()
+            .all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
 }
 
 #[cfg(test)]
@@ -205,17 +225,29 @@ mod tests {
         assert_eq!(norm("nginx"), "docker.io/library/nginx:latest");
         assert_eq!(norm("nginx:1.25"), "docker.io/library/nginx:1.25");
         assert_eq!(norm("bitnami/redis:7"), "docker.io/bitnami/redis:7");
-        assert_eq!(norm("index.docker.io/library/busybox:1.36"), "docker.io/library/busybox:1.36");
+        assert_eq!(
+            norm("index.docker.io/library/busybox:1.36"),
+            "docker.io/library/busybox:1.36"
+        );
         assert_eq!(norm("registry.k8s.io/pause:3.9"), "registry.k8s.io/pause:3.9");
         assert_eq!(norm("harbor.corp:8443/team/app:2.1"), "harbor.corp:8443/team/app:2.1");
         assert_eq!(norm("localhost/app"), "localhost/app:latest");
         assert_eq!(norm("localhost:5000/app"), "localhost:5000/app:latest");
-        assert_eq!(norm("127.0.0.1:5000/library/busybox:1.35"), "127.0.0.1:5000/library/busybox:1.35");
+        assert_eq!(
+            norm("127.0.0.1:5000/library/busybox:1.35"),
+            "127.0.0.1:5000/library/busybox:1.35"
+        );
         let d = format!("sha256:{}", "a".repeat(64));
         assert_eq!(norm(&format!("nginx@{d}")), format!("docker.io/library/nginx@{d}"));
-        assert_eq!(norm(&format!("nginx:1.25@{d}")), format!("docker.io/library/nginx:1.25@{d}"));
+        assert_eq!(
+            norm(&format!("nginx:1.25@{d}")),
+            format!("docker.io/library/nginx:1.25@{d}")
+        );
         let r: Reference = "quay.io/a/b/c:v1".parse().unwrap();
-        assert_eq!((r.registry.as_str(), r.repository.as_str(), r.tag.as_deref()), ("quay.io", "a/b/c", Some("v1")));
+        assert_eq!(
+            (r.registry.as_str(), r.repository.as_str(), r.tag.as_deref()),
+            ("quay.io", "a/b/c", Some("v1"))
+        );
     }
 
     #[test]

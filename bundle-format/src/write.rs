@@ -15,7 +15,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
@@ -63,7 +63,9 @@ impl InputEntry {
 pub struct InputBlob {
     pub digest: Digest,
     pub size: u64,
+    /// The file holding the blob, at `offset` (a cache file at 0, or a base bundle's blob region).
     pub source: PathBuf,
+    pub offset: u64,
     /// Set for manifests and indexes (the registry answers with it).
     pub media_type: Option<String>,
 }
@@ -134,7 +136,11 @@ pub enum WriteError {
     #[error("entry `{0}` is listed twice")]
     Duplicate(String),
     #[error("{path} does not have the digest the image cache recorded (expected {expected}, got {actual}): the cache is damaged; remove it and build again")]
-    BlobDigest { path: PathBuf, expected: Digest, actual: Digest },
+    BlobDigest {
+        path: PathBuf,
+        expected: Digest,
+        actual: Digest,
+    },
 }
 
 /// Entries at least this large are candidates for the blob region.
@@ -242,7 +248,7 @@ pub fn write_bundle(
                     sha256: placeholder,
                     media_type: None,
                 });
-                blob_sources.push((source.clone(), *size, None));
+                blob_sources.push((source.clone(), 0, *size, None));
                 let data = Data::Blob(blobs.len() - 1);
                 Entry::File {
                     path: path.clone(),
@@ -283,7 +289,7 @@ pub fn write_bundle(
             sha256: digest,
             media_type: b.media_type.clone(),
         });
-        blob_sources.push((b.source.clone(), b.size, Some(digest)));
+        blob_sources.push((b.source.clone(), b.offset, b.size, Some(digest)));
     }
     let blobs_len = blobs.last().map_or(0, |b| b.offset + b.size);
     let mut manifest = Manifest {
@@ -322,10 +328,14 @@ pub fn write_bundle(
             progress.phase("store", blobs_len);
             let mut pos = blobs_offset;
             let mut digests = Vec::with_capacity(blob_sources.len());
-            for (source, size, expected) in &blob_sources {
-                let digest = copy_blob(out, source, *size, pos, &hash_tx, progress)?;
+            for (source, offset, size, expected) in &blob_sources {
+                let digest = copy_blob(out, source, *offset, *size, pos, &hash_tx, progress)?;
                 if let Some(expected) = expected.filter(|e| *e != digest) {
-                    return Err(WriteError::BlobDigest { path: source.clone(), expected, actual: digest });
+                    return Err(WriteError::BlobDigest {
+                        path: source.clone(),
+                        expected,
+                        actual: digest,
+                    });
                 }
                 digests.push(digest);
                 pos += size;
@@ -399,6 +409,7 @@ fn hash_whole_file(out: &File, blobs_offset: u64, rx: Receiver<Vec<u8>>) -> io::
 fn copy_blob(
     out: &File,
     source: &Path,
+    offset: u64,
     size: u64,
     at: u64,
     hash_tx: &SyncSender<Vec<u8>>,
@@ -408,7 +419,19 @@ fn copy_blob(
         path: source.to_path_buf(),
         source: e,
     };
-    let mut f = File::open(source).map_err(read_err)?;
+    let mut file = File::open(source).map_err(read_err)?;
+    file.seek(SeekFrom::Start(offset)).map_err(read_err)?;
+    // A source that is a whole file must not have grown since it was planned; a region of a
+    // larger file (a base bundle's blob) ends where the region ends.
+    let whole_file = offset == 0;
+    let len = file.metadata().map_err(read_err)?.len();
+    if whole_file && len != size {
+        return Err(WriteError::Changed {
+            path: source.to_path_buf(),
+            expected: size,
+        });
+    }
+    let mut f = file.take(size);
     let mut h = Hasher::new();
     let mut done = 0u64;
     loop {
@@ -418,12 +441,6 @@ fn copy_blob(
             break;
         }
         buf.truncate(n);
-        if done + n as u64 > size {
-            return Err(WriteError::Changed {
-                path: source.to_path_buf(),
-                expected: size,
-            });
-        }
         h.update(&buf);
         out.write_all_at(&buf, at + done).map_err(WriteError::Write)?;
         done += n as u64;

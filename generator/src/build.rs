@@ -1,22 +1,24 @@
 //! `delivery build`: Kubefile -> plan (every entry, where it comes from, compressed or stored)
 //! -> the signed bundle, its `.sha256` and its `.sig`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;
 
 use anyhow::{anyhow, bail, Context, Result};
-use bundle_format::manifest::{self, BaseRef, BundleInfo, Data, Entry};
-use bundle_format::write::{self, InputEntry};
-use bundle_format::{sshsig, Bundle, Trust};
+use bundle_format::manifest::{self, BundleInfo, Image};
+use bundle_format::reference::Reference;
+use bundle_format::sshsig;
+use bundle_format::write::{self, InputBlob, InputEntry};
 use tempfile::TempDir;
 
-use crate::cli::BuildArgs;
+use crate::cli::{BuildArgs, FetchArgs, KubefileArgs};
 use crate::context::{self, Kind};
+use crate::discover::{self, Found};
 use crate::kubefile::{self, Base, Kubefile};
-use crate::{atomic, signing_key};
+use crate::{atomic, base, fetch, signing_key};
 
 /// Everything a build will write, decided before any byte of the bundle is.
 pub struct Plan {
@@ -24,17 +26,23 @@ pub struct Plan {
     pub entries: BTreeMap<String, InputEntry>,
     /// SOURCE_DATE_EPOCH, or the newest input's mtime.
     pub created: u64,
+    /// Images the bundle's files name that the base does not already carry, with their source.
+    pub wanted: Vec<Found>,
+    /// Images carried over from a `FROM` base bundle, and their blobs (read from the base file).
+    pub base_images: Vec<Image>,
+    pub base_blobs: Vec<InputBlob>,
     /// Keeps an extracted `FROM` base alive while its files are read.
     _base: Option<TempDir>,
 }
 
 pub fn run(args: &BuildArgs) -> Result<()> {
-    let kubefile = load_kubefile(args)?;
-    let plan = plan(args, &kubefile)?;
+    let kubefile = load_kubefile(&args.input)?;
+    let plan = plan(&args.input, &kubefile, output_dir(&args.output), args.tag.as_deref())?;
     if args.dry_run {
         print_plan(&plan, args.json);
         return Ok(());
     }
+    let (images, blobs) = fetch_images(&plan, &args.fetch)?;
     let key = signing_key::load_or_create(args.key.as_deref())?;
     let stub_path = stub_path(args)?;
     let stub =
@@ -45,14 +53,15 @@ pub fn run(args: &BuildArgs) -> Result<()> {
     let entries: Vec<InputEntry> = plan.entries.into_values().collect();
     let opts = write::Options {
         mtime: plan.created,
+        level: args.level,
         ..write::Options::default()
     };
     let reporter = terminal::Reporter::new(false);
     let contents = write::Contents {
         info: &plan.info,
         entries: &entries,
-        blobs: &[],
-        images: &[],
+        blobs: &blobs,
+        images: &images,
     };
     let summary = write::write_bundle(tmp.as_file(), &stub, &contents, &key, &opts, &reporter)
         .with_context(|| format!("failed to build {}", out.display()))?;
@@ -67,7 +76,7 @@ pub fn run(args: &BuildArgs) -> Result<()> {
     atomic::commit(tmp, out, 0o755)?;
     atomic::write(&sidecar(out, ".sha256"), sha_line.as_bytes(), 0o644)?;
     atomic::write(&sidecar(out, ".sig"), signature.as_bytes(), 0o644)?;
-    atomic::sync_dir(out.parent().unwrap_or(Path::new(".")))?;
+    atomic::sync_dir(output_dir(out))?;
 
     println!(
         "{} {} {}: {} entries, {} ({} compressed stream from {}, {} stored in {} blobs), signed by {}",
@@ -86,13 +95,21 @@ pub fn run(args: &BuildArgs) -> Result<()> {
     Ok(())
 }
 
+/// The directory of `out` (where temporary files go, on the same file system).
+pub fn output_dir(out: &Path) -> &Path {
+    match out.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    }
+}
+
 fn sidecar(out: &Path, ext: &str) -> PathBuf {
     let mut p = out.as_os_str().to_owned();
     p.push(ext);
     PathBuf::from(p)
 }
 
-fn load_kubefile(args: &BuildArgs) -> Result<Kubefile> {
+pub fn load_kubefile(args: &KubefileArgs) -> Result<Kubefile> {
     let path = &args.kubefile;
     let text = fs::read_to_string(path).with_context(|| format!("failed to read Kubefile {}", path.display()))?;
     let mut build_args = BTreeMap::new();
@@ -116,77 +133,27 @@ fn load_kubefile(args: &BuildArgs) -> Result<Kubefile> {
     Ok(kubefile)
 }
 
-/// Decide every entry of the bundle: the base's, then each COPY and APP over it.
-pub fn plan(args: &BuildArgs, kubefile: &Kubefile) -> Result<Plan> {
+/// Decide every entry of the bundle (the base's, then each COPY and APP over it) and every
+/// image it must carry. `scratch` holds an unpacked base while the bundle is written.
+pub fn plan(args: &KubefileArgs, kubefile: &Kubefile, scratch: &Path, tag: Option<&str>) -> Result<Plan> {
     let kubefile_dir = match args.kubefile.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
     };
     let context_dir = args.context.clone().unwrap_or_else(|| kubefile_dir.clone());
     let mut entries = BTreeMap::new();
-    let mut bases = Vec::new();
     let mut newest = mtime(&args.kubefile)?;
 
-    let base_dir = match &kubefile.base {
+    let base = match &kubefile.base {
         Base::Scratch => None,
         Base::Bundle { path, at } => {
-            let base_path = kubefile_dir.join(path);
-            let where_ = format!("{}:{at}", args.kubefile.display());
-            let key = args.base_key.as_deref().ok_or_else(|| {
-                anyhow!("{where_}: FROM {path} needs --base-key: the public key that signed the base bundle")
-            })?;
-            let trust = Trust::from_args(Some(key), None)?;
-            let failed = || format!("{where_}: base bundle {} failed verification", base_path.display());
-            let verified = Bundle::open(&base_path)
-                .with_context(failed)?
-                .verify_signature(&trust)
-                .with_context(failed)?;
-            let dir = tempfile::Builder::new()
-                .prefix(".delivery-base.")
-                .tempdir_in(
-                    args.output
-                        .parent()
-                        .filter(|p| !p.as_os_str().is_empty())
-                        .unwrap_or(Path::new(".")),
-                )
-                .context("failed to create a directory for the base bundle")?;
-            let tree = dir.path().join("tree");
-            let reporter = terminal::Reporter::new(false);
-            verified
-                .extract(&tree, false, &reporter)
-                .with_context(|| format!("{where_}: failed to unpack base bundle {}", base_path.display()))?;
-            reporter.finish();
-            let m = verified.manifest();
-            bases.extend(m.bundle.bases.iter().cloned());
-            bases.push(BaseRef {
-                name: m.bundle.name.clone(),
-                version: m.bundle.version.clone(),
-                key: verified.signer().fingerprint().to_string(),
-            });
-            newest = newest.max(mtime(&base_path)?);
-            for e in &m.entries {
-                let entry = match e {
-                    Entry::Dir { path, mode } => InputEntry::Dir {
-                        path: path.clone(),
-                        mode: *mode,
-                    },
-                    Entry::Symlink { path, target } => InputEntry::Symlink {
-                        path: path.clone(),
-                        target: target.clone(),
-                    },
-                    Entry::File {
-                        path, mode, size, data, ..
-                    } => InputEntry::File {
-                        path: path.clone(),
-                        mode: *mode,
-                        source: tree.join(path),
-                        size: *size,
-                        stored: matches!(data, Data::Blob(_)),
-                    },
-                };
-                entries.insert(e.path().to_string(), entry);
+            let path = kubefile_dir.join(path);
+            newest = newest.max(mtime(&path)?);
+            let b = base::load(&path, args.base_key.as_deref(), &args.kubefile, *at, scratch)?;
+            for e in &b.entries {
+                entries.insert(e.path().to_string(), e.clone());
             }
-            Some(dir)
+            Some(b)
         }
     };
 
@@ -227,7 +194,7 @@ pub fn plan(args: &BuildArgs, kubefile: &Kubefile) -> Result<Plan> {
             .with_context(|| format!("SOURCE_DATE_EPOCH `{v}` is not a number of seconds"))?,
         Err(_) => newest,
     };
-    let (name, version) = name_and_version(args, kubefile, &context_dir)?;
+    let (name, version) = name_and_version(tag, kubefile, &context_dir)?;
     let apps = kubefile
         .apps
         .iter()
@@ -248,6 +215,12 @@ pub fn plan(args: &BuildArgs, kubefile: &Kubefile) -> Result<Plan> {
         kubefile::Launch::Apps { names, .. } => manifest::Launch::Apps(names.clone()),
         kubefile::Launch::Cmds { cmds, .. } => manifest::Launch::Cmds(cmds.clone()),
     });
+
+    let (base_images, base_blobs, lineage, base_dir) = match base {
+        Some(b) => (b.images, b.blobs, b.lineage, Some(b.dir)),
+        None => Default::default(),
+    };
+    let wanted = wanted_images(&entries, &args.ignore_images, &base_images)?;
     let info = BundleInfo {
         name,
         version,
@@ -256,18 +229,164 @@ pub fn plan(args: &BuildArgs, kubefile: &Kubefile) -> Result<Plan> {
         env: kubefile.env.clone(),
         apps,
         launch,
-        bases,
+        bases: lineage,
     };
     Ok(Plan {
         info,
         entries,
         created,
+        wanted,
+        base_images,
+        base_blobs,
         _base: base_dir,
     })
 }
 
-fn name_and_version(args: &BuildArgs, kubefile: &Kubefile, context_dir: &Path) -> Result<(String, String)> {
-    if let Some(tag) = &args.tag {
+/// Every image the bundle's files name, less those ignored and those the base already carries.
+fn wanted_images(
+    entries: &BTreeMap<String, InputEntry>,
+    ignore: &[String],
+    base_images: &[Image],
+) -> Result<Vec<Found>> {
+    let ignore = ignore
+        .iter()
+        .map(|r| {
+            r.parse::<Reference>()
+                .with_context(|| format!("--ignore-image `{r}` is not an image reference"))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let files: Vec<(String, PathBuf)> = entries
+        .values()
+        .filter_map(|e| match e {
+            InputEntry::File { path, source, .. } => Some((path.clone(), source.clone())),
+            _ => None,
+        })
+        .collect();
+    let found = discover::discover(&files, &ignore).map_err(|errors| {
+        let n = errors.len();
+        let text: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+        anyhow!(
+            "{}\n{n} image reference error{}",
+            text.join("\n"),
+            if n == 1 { "" } else { "s" }
+        )
+    })?;
+    for w in &found.warnings {
+        terminal::log(format_args!("warning: {w}"));
+    }
+    let carried: BTreeSet<&str> = base_images.iter().map(|i| i.name.as_str()).collect();
+    Ok(found
+        .images
+        .into_iter()
+        .filter(|f| !carried.contains(f.reference.to_string().as_str()))
+        .collect())
+}
+
+/// The fetcher's options from the command line; the cache defaults to the per-user cache.
+fn fetch_options(args: &FetchArgs) -> Result<fetch::Options> {
+    let cache_dir = match &args.cache_dir {
+        Some(d) => d.clone(),
+        None => default_cache_dir()?,
+    };
+    let mut opts = fetch::Options::new(cache_dir);
+    opts.platforms = parse_all(&args.platforms, "--platform")?;
+    opts.mirrors = parse_all(&args.mirrors, "--mirror")?;
+    opts.sources = parse_all(&args.image_sources, "--image-source")?;
+    opts.insecure = args.insecure_registries.clone();
+    opts.ca_file = args.registry_ca.clone();
+    opts.jobs = usize::from(args.jobs);
+    if let Some(path) = &args.registry_auth {
+        let auths = fetch::Auths::load(path).map_err(|e| anyhow!("{e}"))?;
+        for w in &auths.warnings {
+            terminal::log(format_args!("warning: {w}"));
+        }
+        opts.auth = auths;
+    }
+    Ok(opts)
+}
+
+fn parse_all<T: std::str::FromStr>(values: &[String], flag: &str) -> Result<Vec<T>>
+where
+    T::Err: std::fmt::Display,
+{
+    values
+        .iter()
+        .map(|v| v.parse().map_err(|e| anyhow!("{flag} `{v}`: {e}")))
+        .collect()
+}
+
+fn default_cache_dir() -> Result<PathBuf> {
+    if let Some(dir) = std::env::var_os("XDG_CACHE_HOME").filter(|d| !d.is_empty()) {
+        return Ok(PathBuf::from(dir).join("delivery"));
+    }
+    match std::env::var_os("HOME").filter(|d| !d.is_empty()) {
+        Some(home) => Ok(PathBuf::from(home).join(".cache/delivery")),
+        None => bail!("neither HOME nor XDG_CACHE_HOME is set: pass --cache-dir DIR"),
+    }
+}
+
+/// Fetch the wanted images into the cache; return the bundle's images and their blobs.
+fn fetch_images(plan: &Plan, args: &FetchArgs) -> Result<(Vec<Image>, Vec<InputBlob>)> {
+    let mut images = plan.base_images.clone();
+    let mut blobs = plan.base_blobs.clone();
+    if plan.wanted.is_empty() {
+        return Ok((images, blobs));
+    }
+    let opts = fetch_options(args)?;
+    let refs: Vec<Reference> = plan.wanted.iter().map(|f| f.reference.clone()).collect();
+    terminal::log(format_args!(
+        "fetching {} images into {}",
+        refs.len(),
+        opts.cache_dir.display()
+    ));
+    let reporter = terminal::Reporter::new(false);
+    let fetched = fetch::fetch_all(&refs, &opts, &reporter).map_err(|errors| {
+        let sources: BTreeMap<String, String> = plan
+            .wanted
+            .iter()
+            .map(|f| (f.reference.to_string(), format!("{}:{}", f.file, f.line)))
+            .collect();
+        let n = errors.len();
+        let text: Vec<String> = errors
+            .iter()
+            .map(|e| {
+                let named = sources.iter().find(|(r, _)| e.to_string().contains(r.as_str()));
+                match named {
+                    Some((_, at)) => format!("{e}\n  (referenced at {at}; pass --ignore-image to leave it out)"),
+                    None => e.to_string(),
+                }
+            })
+            .collect();
+        anyhow!(
+            "{}\n{n} image{} could not be fetched",
+            text.join("\n"),
+            if n == 1 { "" } else { "s" }
+        )
+    })?;
+    reporter.finish();
+    for (f, want) in fetched.iter().zip(&plan.wanted) {
+        images.push(Image {
+            name: f.reference.to_string(),
+            digest: f.digest,
+            media_type: f.media_type.clone(),
+            size: f.size,
+            platforms: f.platforms.clone(),
+            source: format!("{}:{}", want.file, want.line),
+        });
+        blobs.extend(f.blobs.iter().map(|b| InputBlob {
+            digest: b.digest,
+            size: b.size,
+            source: b.path.clone(),
+            offset: 0,
+            media_type: b.media_type.clone(),
+        }));
+    }
+    images.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok((images, blobs))
+}
+
+fn name_and_version(tag: Option<&str>, kubefile: &Kubefile, context_dir: &Path) -> Result<(String, String)> {
+    if let Some(tag) = tag {
         let (n, v) = tag.split_once(':').unwrap_or((tag, "latest"));
         if n.is_empty() || v.is_empty() {
             bail!("--tag `{tag}` must be NAME or NAME:VERSION");
@@ -341,5 +460,32 @@ fn print_plan(plan: &Plan, json: bool) {
         } else {
             let _ = writeln!(out, "{kind:7} {storage:10} {size:>12} {} <- {from}", e.path());
         }
+    }
+    print_images(&mut out, plan, json);
+}
+
+/// The images of a plan: carried from the base, then found in the bundle's files.
+pub fn print_images(out: &mut impl Write, plan: &Plan, json: bool) {
+    for image in &plan.base_images {
+        print_image(out, json, &image.name, &format!("base bundle ({})", image.source), true);
+    }
+    for f in &plan.wanted {
+        print_image(
+            out,
+            json,
+            &f.reference.to_string(),
+            &format!("{}:{}", f.file, f.line),
+            false,
+        );
+    }
+}
+
+/// One image line of a plan or of `delivery images`.
+pub fn print_image(out: &mut impl Write, json: bool, reference: &str, source: &str, from_base: bool) {
+    if json {
+        let data = serde_json::json!({"reference": reference, "source": source, "from_base": from_base});
+        let _ = writeln!(out, "{}", serde_json::json!({"type": "image", "data": data}));
+    } else {
+        let _ = writeln!(out, "image   {reference}  <- {source}");
     }
 }

@@ -43,11 +43,20 @@ pub enum Command {
     ///   delivery build -f bundles/demo/Kubefile --key vendor.key -o delivery.run
     /// Without --key, a per-user key is created on first use (~/.config/delivery/signing.key)
     /// and its fingerprint printed: a bundle is never unsigned.
-    Build(BuildArgs),
+    Build(Box<BuildArgs>),
     /// Check a bundle's signature and every byte of it, without executing it.
     ///
     /// Example: delivery verify delivery.run --key vendor.pub
     Verify(VerifyArgs),
+    /// List the container images a Kubefile's bundle needs, and where each was found, without
+    /// fetching anything.
+    ///
+    /// Images are found in every `image:` of the YAML files the bundle carries (Kubernetes
+    /// manifests, multi-document), in Helm charts (values and `<chart>.values.yaml` beside the
+    /// chart, literal references in templates, .tgz charts), and in image list files
+    /// (`imageList`, `*.images`: one reference per line). Example:
+    ///   delivery images -f bundles/demo/Kubefile
+    Images(ImagesArgs),
 }
 
 #[derive(Debug, Args)]
@@ -63,14 +72,79 @@ pub struct KeygenArgs {
     pub force: bool,
 }
 
+/// Which Kubefile, and how to read it.
 #[derive(Debug, Args)]
-pub struct BuildArgs {
+pub struct KubefileArgs {
     /// The Kubefile to build.
     #[arg(short = 'f', long = "file", value_name = "KUBEFILE", default_value = "Kubefile")]
     pub kubefile: PathBuf,
     /// The build context (sources of COPY and APP); defaults to the Kubefile's directory.
     #[arg(long, value_name = "DIR")]
     pub context: Option<PathBuf>,
+    /// Set a Kubefile ARG (repeatable).
+    #[arg(long = "build-arg", value_name = "NAME=VALUE")]
+    pub build_args: Vec<String>,
+    /// Target architecture, the value of ${ARCH} in the Kubefile.
+    #[arg(long, default_value = "amd64", value_parser = ["amd64", "arm64"])]
+    pub arch: String,
+    /// Public key that must have signed the `FROM` base bundle.
+    #[arg(long, value_name = "FILE")]
+    pub base_key: Option<PathBuf>,
+    /// Leave this image out although the bundle's files name it (repeatable): the explicit
+    /// escape hatch for a reference that cannot be fetched and is not needed offline.
+    #[arg(long = "ignore-image", value_name = "REF")]
+    pub ignore_images: Vec<String>,
+}
+
+/// Where images are fetched from at build time.
+#[derive(Debug, Args)]
+pub struct FetchArgs {
+    /// Fetch DOMAIN's images from another registry, e.g. a Harbor or Nexus proxy cache:
+    /// `docker.io=harbor.corp/dockerhub-proxy` fetches docker.io/library/nginx:1.25 from
+    /// harbor.corp/dockerhub-proxy/library/nginx:1.25. The bundle keeps the original names.
+    #[arg(long = "mirror", value_name = "DOMAIN=HOST[:PORT][/PREFIX]")]
+    pub mirrors: Vec<String>,
+    /// Allow plain HTTP to exactly this registry endpoint (repeatable).
+    #[arg(long = "insecure-registry", value_name = "HOST:PORT")]
+    pub insecure_registries: Vec<String>,
+    /// Credentials per registry host (TOML; passwords from environment variables or the
+    /// file, never from the command line). See README, "Registry credentials".
+    #[arg(long = "registry-auth", value_name = "FILE", env = "DELIVERY_REGISTRY_AUTH")]
+    pub registry_auth: Option<PathBuf>,
+    /// Extra CA certificates (PEM) to trust for registry TLS.
+    #[arg(long = "registry-ca", value_name = "FILE")]
+    pub registry_ca: Option<PathBuf>,
+    /// Platforms to carry for multi-platform images, OS/ARCH[/VARIANT] (repeatable).
+    #[arg(long = "platform", value_name = "OS/ARCH", default_value = "linux/amd64")]
+    pub platforms: Vec<String>,
+    /// Local image sources consulted before any registry: OCI image layout directories,
+    /// `docker save` archives and oci-archive tars (repeatable).
+    /// `[NAME=]PATH`: NAME names an OCI layout whose index.json tags carry no registry or repository.
+    #[arg(long = "image-source", value_name = "[NAME=]PATH")]
+    pub image_sources: Vec<String>,
+    /// The local blob cache; a rebuild fetches nothing it already holds.
+    #[arg(long, value_name = "DIR", env = "DELIVERY_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Parallel blob downloads.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub jobs: u16,
+}
+
+#[derive(Debug, Args)]
+pub struct ImagesArgs {
+    #[command(flatten)]
+    pub kubefile: KubefileArgs,
+    /// Print JSON Lines: {"type":"image","data":{"reference","source"}}.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    #[command(flatten)]
+    pub input: KubefileArgs,
+    #[command(flatten)]
+    pub fetch: FetchArgs,
     /// The bundle to write; `.sha256` and `.sig` files are written beside it.
     #[arg(short = 'o', long, value_name = "FILE", default_value = "delivery.run")]
     pub output: PathBuf,
@@ -81,15 +155,6 @@ pub struct BuildArgs {
     /// then to the context directory's name.
     #[arg(short = 't', long, value_name = "NAME[:VERSION]")]
     pub tag: Option<String>,
-    /// Set a Kubefile ARG (repeatable).
-    #[arg(long = "build-arg", value_name = "NAME=VALUE")]
-    pub build_args: Vec<String>,
-    /// Target architecture, the value of ${ARCH} in the Kubefile.
-    #[arg(long, default_value = "amd64", value_parser = ["amd64", "arm64"])]
-    pub arch: String,
-    /// Public key that must have signed the `FROM` base bundle.
-    #[arg(long, value_name = "FILE")]
-    pub base_key: Option<PathBuf>,
     /// The installer-stub binary to embed; defaults to `installer-stub` beside `delivery`.
     #[arg(long, value_name = "FILE", env = "DELIVERY_STUB")]
     pub stub: Option<PathBuf>,

@@ -1,9 +1,13 @@
 //! `delivery`: the vendor-side tool. `main` only dispatches and maps errors to exit codes.
 
 mod atomic;
+mod base;
 mod build;
 mod cli;
 mod context;
+mod discover;
+mod fetch;
+mod images;
 mod keygen;
 mod kubefile;
 mod signing_key;
@@ -19,6 +23,7 @@ fn main() -> ExitCode {
         cli::Command::Keygen(args) => keygen::run(args),
         cli::Command::Build(args) => build::run(args),
         cli::Command::Verify(args) => verify::run(args),
+        cli::Command::Images(args) => images::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
