@@ -1,5 +1,6 @@
 //! The stub's command line (clap types only).
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
@@ -11,10 +12,10 @@ Exit codes:
   2  usage error
   3  bundle verification failed: truncated, altered, wrong key or unknown format version
 
-Not built yet (coming in later releases): install, add-node, status, check, init-config,
-images, registry serve. See README.md, \"Roadmap\".";
+Not built yet (coming in later releases): install, add-node, status, check, init-config.
+See README.md, \"Roadmap\".";
 
-/// A signed delivery bundle: verify it, inspect it, unpack it.
+/// A signed delivery bundle: verify it, inspect it, unpack it, serve its images.
 ///
 /// This file is an installer stub followed by a signed, compressed payload. Every command checks
 /// the signature before it reads anything else. Pass the vendor's public key (--key) or its
@@ -50,6 +51,42 @@ pub enum Command {
     /// digest as it streams, and the staging directory becomes DIR only when everything matched:
     /// a damaged bundle leaves nothing behind. Example: ./delivery.run extract --to /opt/app
     Extract(ExtractArgs),
+    /// List the container images this bundle carries: name, digest, media type, platforms, size.
+    ///
+    /// From the signed manifest (the signature is checked, not every byte). Names are the full,
+    /// normalised upstream references that `registry serve` answers for.
+    /// Example: ./delivery.run images --json
+    Images(ImagesArgs),
+    /// Serve the bundle's images as a read-only OCI registry (pull only).
+    #[command(subcommand)]
+    Registry(RegistryCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RegistryCommand {
+    /// Serve every image of this bundle over HTTP, straight from this file, until killed.
+    ///
+    /// Checks the signature and then every byte (skip that with --no-verify-contents), then
+    /// answers the OCI distribution API's pull requests (`/v2/`, manifests and blobs by tag or
+    /// digest, with Range) from the blobs where they sit in this file: nothing is extracted.
+    /// Images keep their upstream names: containerd (which sends `?ns=<registry>`) pulls
+    /// `docker.io/library/busybox:1.36` through a `hosts.toml` mirror entry; without `ns`, a
+    /// name whose first component is a host (`example.com/team/app`) is a full name, and any
+    /// other means docker.io (`skopeo copy docker://HOST:5000/library/busybox:1.36 ...`).
+    ///
+    /// Example: ./delivery.run registry serve --listen 0.0.0.0:5000 --key vendor.pub
+    Serve(ServeArgs),
+    /// Write the node configuration that points container runtimes at the mirror.
+    ///
+    /// containerd: one `<registry>/hosts.toml` per upstream registry this bundle carries images
+    /// of, under the given certs.d directory (point containerd's `config_path` at it; `ctr`
+    /// needs `--hosts-dir`). Tag resolution and pulls go to the mirror, so image names in
+    /// manifests are never rewritten. docker: a daemon.json with `registry-mirrors` (Docker Hub
+    /// images only: docker cannot mirror other registries without renaming images).
+    ///
+    /// Example: ./delivery.run registry mirror-config --mirror http://10.0.0.11:5000 \
+    ///            --containerd-dir /etc/containerd/certs.d
+    MirrorConfig(MirrorConfigArgs),
 }
 
 /// Where trust comes from: never from the bundle itself.
@@ -105,4 +142,50 @@ pub struct ExtractArgs {
     /// Replace DIR if it exists and is not empty (atomically, once everything is verified).
     #[arg(long)]
     pub overwrite: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ImagesArgs {
+    #[command(flatten)]
+    pub trust: TrustArgs,
+    /// Print one JSON line per image on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub trust: TrustArgs,
+    /// Address and port to listen on (plain HTTP; every image of the bundle is readable there).
+    #[arg(long, value_name = "ADDR:PORT", default_value = "0.0.0.0:5000")]
+    pub listen: SocketAddr,
+    /// Skip hashing every byte before serving (the signature is still checked). Only for a
+    /// restart of a bundle already verified on this machine: blobs are then served unchecked.
+    #[arg(long)]
+    pub no_verify_contents: bool,
+    /// Print one line per request on stderr (client, method, path, status, bytes).
+    #[arg(long)]
+    pub access_log: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct MirrorConfigArgs {
+    #[command(flatten)]
+    pub trust: TrustArgs,
+    /// Where nodes reach the bundle's registry: http://HOST:PORT or https://HOST:PORT.
+    #[arg(long, value_name = "URL")]
+    pub mirror: String,
+    /// containerd's certs.d directory to write `<registry>/hosts.toml` files into.
+    #[arg(long, value_name = "DIR", required_unless_present = "docker_daemon_json")]
+    pub containerd_dir: Option<PathBuf>,
+    /// A docker daemon.json to write (replaced whole).
+    #[arg(long, value_name = "FILE")]
+    pub docker_daemon_json: Option<PathBuf>,
+    /// Accept any TLS certificate from an https mirror.
+    #[arg(long)]
+    pub insecure_skip_verify: bool,
+    /// CA file on the node that signed an https mirror's certificate.
+    #[arg(long, value_name = "FILE")]
+    pub ca: Option<String>,
 }

@@ -3,7 +3,10 @@
 
 mod cli;
 mod extract;
+mod images;
 mod inspect;
+mod node_config;
+mod registry;
 mod verify;
 
 use std::process::ExitCode;
@@ -17,6 +20,9 @@ fn main() -> ExitCode {
         cli::Command::Info(args) => inspect::info(&args),
         cli::Command::List(args) => inspect::list(&args),
         cli::Command::Extract(args) => extract::run(&args),
+        cli::Command::Images(args) => images::run(&args),
+        cli::Command::Registry(cli::RegistryCommand::Serve(args)) => registry::serve(&args),
+        cli::Command::Registry(cli::RegistryCommand::MirrorConfig(args)) => node_config::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
