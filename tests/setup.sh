@@ -10,8 +10,11 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 step() { printf '\n== %s\n' "$*" >&2; }
 
 # Debian packages: ssh-keygen and sha256sum are what customers verify with; zstd and tar open the
-# payload without our tools; objdump checks the stub's glibc needs.
-apt_packages=(openssh-client coreutils zstd tar binutils)
+# payload without our tools; objdump checks the stub's glibc needs. The image tests use real
+# registry parts: docker-registry (the vendor's upstream), skopeo, containerd + runc, curl,
+# busybox-static (fixture images), iproute2 (network namespaces), apache2-utils (htpasswd).
+apt_packages=(openssh-client coreutils zstd tar binutils
+  docker-registry skopeo containerd runc curl busybox-static iproute2 apache2-utils)
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

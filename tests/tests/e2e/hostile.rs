@@ -70,13 +70,7 @@ fn hostile_manifests_signed_by_the_trusted_key_are_refused() {
     let keys = keygen(t.path(), "vendor");
     let key = SigningKey::from_openssh(&fs::read_to_string(&keys.private).unwrap()).unwrap();
     let good = t.path().join("good.run");
-    build_ok(
-        &workspace().join("bundles/demo/Kubefile"),
-        None,
-        &keys.private,
-        &good,
-        &[],
-    );
+    build_demo(&keys.private, &good);
     let good_bytes = fs::read(&good).unwrap();
     let manifest = Bundle::open(&good)
         .unwrap()

@@ -6,6 +6,8 @@ mod support;
 
 mod base_bundle;
 mod hostile;
+mod images;
 mod kubefile_errors;
+mod registry;
 mod round_trip;
 mod tamper;

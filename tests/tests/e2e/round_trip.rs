@@ -100,13 +100,7 @@ fn demo_bundle_passes_sha256sum_ssh_keygen_and_both_verifiers() {
     let t = tempfile::tempdir().unwrap();
     let keys = keygen(t.path(), "vendor");
     let bundle = t.path().join("delivery.run");
-    build_ok(
-        &workspace().join("bundles/demo/Kubefile"),
-        None,
-        &keys.private,
-        &bundle,
-        &[],
-    );
+    build_demo(&keys.private, &bundle);
 
     ok(Command::new("sha256sum")
         .arg("-c")
@@ -209,13 +203,7 @@ fn extract_refuses_a_non_empty_directory_and_converges_after_a_kill() {
     let t = tempfile::tempdir().unwrap();
     let keys = keygen(t.path(), "vendor");
     let bundle = t.path().join("delivery.run");
-    build_ok(
-        &workspace().join("bundles/demo/Kubefile"),
-        None,
-        &keys.private,
-        &bundle,
-        &[],
-    );
+    build_demo(&keys.private, &bundle);
     let dest = t.path().join("dest");
     fs::create_dir(&dest).unwrap();
     fs::write(dest.join("keep"), b"user data").unwrap();

@@ -46,7 +46,21 @@ pub fn stub() -> PathBuf {
 
 /// Run a command, returning its output (never panics on a non-zero exit).
 pub fn run(cmd: &mut Command) -> Output {
-    cmd.output().unwrap_or_else(|e| panic!("failed to start {cmd:?}: {e}"))
+    retry_busy(|| cmd.output())
+}
+
+/// Run `start` again while it fails with ETXTBSY: a test thread that forks while another test
+/// still holds its freshly written bundle open makes exec fail for a moment.
+pub fn retry_busy<T>(mut start: impl FnMut() -> std::io::Result<T>) -> T {
+    for _ in 0..100 {
+        match start() {
+            Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy => {
+                std::thread::sleep(std::time::Duration::from_millis(20))
+            }
+            result => return result.unwrap(),
+        }
+    }
+    panic!("the bundle stayed busy (ETXTBSY) for 2 s");
 }
 
 /// Run and require success.
@@ -112,6 +126,30 @@ pub fn build_ok(kubefile: &Path, context: Option<&Path>, key: &Path, out: &Path,
     assert!(o.status.success(), "build failed: {}", stderr(&o));
 }
 
+/// The fixture OCI layouts (tests/fixtures/make-images.sh), made once per test process under
+/// target/, where the demo's busybox image comes from.
+pub fn fixture_layouts() -> &'static Path {
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = workspace().join(format!("target/e2e-fixtures/{}", std::process::id()));
+        ok(Command::new(workspace().join("tests/fixtures/make-images.sh")).arg(&dir));
+        dir
+    })
+}
+
+/// Build bundles/demo, its image taken from the fixture layout as `demo.sh` does.
+pub fn build_demo(key: &Path, out: &Path) {
+    let source = format!("busybox={}", fixture_layouts().join("busybox").display());
+    let cache = out.with_extension("cache");
+    let args = [
+        "--image-source",
+        &source,
+        "--cache-dir",
+        cache.to_str().expect("utf-8 temp path"),
+    ];
+    build_ok(&workspace().join("bundles/demo/Kubefile"), None, key, out, &args);
+}
+
 /// A deterministic pseudo-random byte generator (xorshift64*), for fixture content.
 pub struct Noise(u64);
 
@@ -160,7 +198,7 @@ pub fn larger_context(root: &Path, blob_mib: usize) -> (PathBuf, PathBuf) {
     while yaml.len() < 10 << 20 {
         i += 1;
         yaml.push_str(&format!(
-            "- name: service-{i}\n  replicas: {}\n  image: example.com/app:{}\n",
+            "- name: service-{i}\n  replicas: {}\n  version: \"{}\"\n",
             noise.next_u64() % 7,
             noise.next_u64() % 1000
         ));

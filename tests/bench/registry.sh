@@ -1,0 +1,121 @@
+#!/usr/bin/env bash
+# Pull throughput of `delivery.run registry serve` against Debian's docker-registry serving the
+# same images, side by side in one run; plus the stub's peak RSS and the disk it uses.
+#
+#   BENCH_IMAGES [8] images with one random BENCH_LAYER_MIB [128] MiB layer each (~1 GiB),
+#   BENCH_CLIENTS [8] parallel clients each pulling every blob, BENCH_REPS [3], BENCH_DIR.
+# Prints a markdown report (also to BENCH_REPORT if set). A report, not a test.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+source tests/setup.sh >/dev/null
+
+images=${BENCH_IMAGES:-8} layer_mib=${BENCH_LAYER_MIB:-128} clients=${BENCH_CLIENTS:-8} reps=${BENCH_REPS:-3}
+dir=${BENCH_DIR:-/var/tmp/delivery-registry-bench}
+rm -rf "$dir"; mkdir -p "$dir"
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+trap cleanup EXIT
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_up() { for _ in $(seq 200); do curl -sf "http://$1/v2/" >/dev/null && return 0; sleep 0.1; done; echo "$1 did not come up" >&2; exit 1; }
+
+step "generating $images images x $layer_mib MiB"
+python3 tests/bench/make-layout.py "$dir/layout" "$images" "$layer_mib"
+
+# Upstream docker-registry: the baseline server, and where the bundle build fetches from.
+up_port=$(port)
+cat > "$dir/registry.yml" <<YAML
+version: 0.1
+log: {level: error}
+storage: {filesystem: {rootdirectory: $dir/registry-storage}}
+http: {addr: 127.0.0.1:$up_port}
+YAML
+docker-registry serve "$dir/registry.yml" >/dev/null 2>&1 & pids+=($!)
+wait_up "127.0.0.1:$up_port"
+: > "$dir/ctx-imageList"
+for k in $(seq 0 $((images - 1))); do
+  skopeo copy --quiet --dest-tls-verify=false "oci:$dir/layout:img$k" "docker://127.0.0.1:$up_port/bench/app:img$k"
+  echo "example.com/bench/app:img$k" >> "$dir/ctx-imageList"
+done
+
+step "building the bundle"
+mkdir -p "$dir/ctx/manifests"; mv "$dir/ctx-imageList" "$dir/ctx/manifests/imageList"
+printf 'FROM scratch\nCOPY manifests manifests\n' > "$dir/ctx/Kubefile"
+"$DELIVERY" keygen --out "$dir/key" >/dev/null 2>&1
+"$DELIVERY" build -f "$dir/ctx/Kubefile" --key "$dir/key.key" -o "$dir/app.run" --stub "$DELIVERY_STUB" \
+  --mirror "example.com=127.0.0.1:$up_port" --insecure-registry "127.0.0.1:$up_port" --cache-dir "$dir/cache" >/dev/null 2>&1
+rm -rf "$dir/cache" "$dir/layout"
+
+stub_port=$(port)
+df_before=$(df -B1 --output=used "$dir" | tail -1)
+"$dir/app.run" registry serve --listen "127.0.0.1:$stub_port" --no-verify-contents 2>/dev/null & stub_pid=$!; pids+=($stub_pid)
+wait_up "127.0.0.1:$stub_port"
+
+# Every blob of every image, as (repository, digest) pairs.
+blobs=$("$dir/app.run" images --json | python3 -c '
+import json, sys, urllib.request
+port = sys.argv[1]
+for line in sys.stdin:
+    d = json.loads(line)["data"]
+    repo = d["name"].split("/", 1)[1].rsplit(":", 1)[0]
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/v2/{repo}/manifests/{d["digest"]}?ns=example.com",
+                                 headers={"Accept": d["media_type"]})
+    m = json.load(urllib.request.urlopen(req))
+    for b in [m["config"]] + m["layers"]:
+        print(repo, b["digest"], b["size"])
+' "$stub_port")
+total_bytes=$(awk '{s+=$3} END {print s}' <<<"$blobs")
+
+# pull BASE_URL QUERY: $clients clients at once, each fetching every blob; prints seconds.
+pull() {
+  local base=$1 query=$2 start end client_pids=() failed=0
+  start=$(date +%s.%N)
+  for _ in $(seq "$clients"); do
+    (while read -r repo digest _; do
+       curl -sf --http1.1 -o /dev/null "$base/v2/$repo/blobs/$digest$query" || { echo "pull failed: $base $repo $digest" >&2; exit 1; }
+     done <<<"$blobs") &
+    client_pids+=($!)
+  done
+  for p in "${client_pids[@]}"; do wait "$p" || failed=1; done
+  end=$(date +%s.%N)
+  [ $failed = 0 ] || exit 1
+  awk -v a="$start" -v b="$end" 'BEGIN { printf "%.2f", b - a }'
+}
+
+declare -a ours theirs
+for r in $(seq "$reps"); do
+  step "rep $r/$reps"
+  if [ $((r % 2)) = 1 ]; then
+    ours+=("$(pull "http://127.0.0.1:$stub_port" "?ns=example.com")"); theirs+=("$(pull "http://127.0.0.1:$up_port" "")")
+  else
+    theirs+=("$(pull "http://127.0.0.1:$up_port" "")"); ours+=("$(pull "http://127.0.0.1:$stub_port" "?ns=example.com")")
+  fi
+done
+df_after=$(df -B1 --output=used "$dir" | tail -1)
+rss_kib=$(awk '/VmHWM/ {print $2}' "/proc/$stub_pid/status")
+median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+o=$(median "${ours[@]}"); t=$(median "${theirs[@]}")
+moved=$((total_bytes * clients))
+mbps() { awk -v m="$moved" -v s="$1" 'BEGIN { printf "%.0f", m / s / 1048576 }'; }
+ratio=$(awk -v t="$t" -v o="$o" 'BEGIN { printf "%.2f", t / o }')
+report=$(cat <<MD
+## Issue 3: registry pull throughput
+
+- date: $(date -u '+%Y-%m-%d %H:%M UTC'); machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); kernel $(uname -r)
+- $images images, $(numfmt --to=iec "$total_bytes") of blobs; $clients parallel clients (curl, HTTP/1.1), each pulling every blob; $reps reps, median; loopback
+- both servers on this machine at once: \`delivery.run registry serve\` (straight from the bundle file, sendfile) and Debian's docker-registry (filesystem storage)
+
+| server | median (s) | throughput | ratio | target |
+|---|---|---|---|---|
+| delivery.run registry serve | $o | $(mbps "$o") MiB/s | $ratio | >= 1.5 |
+| docker-registry 2.8 | $t | $(mbps "$t") MiB/s | 1.00 | |
+
+| metric | value | target |
+|---|---|---|
+| stub peak RSS (VmHWM) during the pulls | $((rss_kib / 1024)) MiB | <= 64 MiB |
+| disk used on the serving host beyond the bundle while serving | $(( (df_after - df_before) / 1048576 )) MiB (df delta of $dir) | none |
+
+all runs, ours: ${ours[*]}; docker-registry: ${theirs[*]}
+MD
+)
+echo "$report"
+[ -z "${BENCH_REPORT:-}" ] || echo "$report" > "$BENCH_REPORT"
