@@ -29,7 +29,7 @@ log: {level: error}
 storage: {filesystem: {rootdirectory: $dir/registry-storage}}
 http: {addr: 127.0.0.1:$up_port}
 YAML
-docker-registry serve "$dir/registry.yml" >/dev/null 2>&1 & pids+=($!)
+docker-registry serve "$dir/registry.yml" >/dev/null 2>&1 & up_pid=$!; pids+=($up_pid)
 wait_up "127.0.0.1:$up_port"
 : > "$dir/ctx-imageList"
 for k in $(seq 0 $((images - 1))); do
@@ -57,7 +57,8 @@ port = sys.argv[1]
 for line in sys.stdin:
     d = json.loads(line)["data"]
     repo = d["name"].split("/", 1)[1].rsplit(":", 1)[0]
-    req = urllib.request.Request(f"http://127.0.0.1:{port}/v2/{repo}/manifests/{d["digest"]}?ns=example.com",
+    digest = d["digest"]
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/v2/{repo}/manifests/{digest}?ns=example.com",
                                  headers={"Accept": d["media_type"]})
     m = json.load(urllib.request.urlopen(req))
     for b in [m["config"]] + m["layers"]:
@@ -81,6 +82,9 @@ pull() {
   awk -v a="$start" -v b="$end" 'BEGIN { printf "%.2f", b - a }'
 }
 
+# cpu_ticks PID: user + system CPU time of a process so far, in clock ticks.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+stub_cpu0=$(cpu_ticks "$stub_pid"); up_cpu0=$(cpu_ticks "$up_pid")
 declare -a ours theirs
 for r in $(seq "$reps"); do
   step "rep $r/$reps"
@@ -91,6 +95,10 @@ for r in $(seq "$reps"); do
   fi
 done
 df_after=$(df -B1 --output=used "$dir" | tail -1)
+hz=$(getconf CLK_TCK)
+stub_cpu=$(awk -v a="$stub_cpu0" -v b="$(cpu_ticks "$stub_pid")" -v hz="$hz" 'BEGIN { printf "%.2f", (b - a) / hz }')
+up_cpu=$(awk -v a="$up_cpu0" -v b="$(cpu_ticks "$up_pid")" -v hz="$hz" 'BEGIN { printf "%.2f", (b - a) / hz }')
+cpu_ratio=$(awk -v t="$up_cpu" -v o="$stub_cpu" 'BEGIN { printf "%.2f", t / o }')
 rss_kib=$(awk '/VmHWM/ {print $2}' "/proc/$stub_pid/status")
 median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 o=$(median "${ours[@]}"); t=$(median "${theirs[@]}")
@@ -111,10 +119,14 @@ report=$(cat <<MD
 
 | metric | value | target |
 |---|---|---|
+| server CPU (user+system) for all reps: ours / docker-registry | $stub_cpu s / $up_cpu s ($cpu_ratio x less) | |
 | stub peak RSS (VmHWM) during the pulls | $((rss_kib / 1024)) MiB | <= 64 MiB |
 | disk used on the serving host beyond the bundle while serving | $(( (df_after - df_before) / 1048576 )) MiB (df delta of $dir) | none |
 
 all runs, ours: ${ours[*]}; docker-registry: ${theirs[*]}
+
+On $(nproc) cores the clients share the CPU with the server; the wall-clock ratio is bounded by
+the clients' own cost, the CPU row shows what each server spends.
 MD
 )
 echo "$report"
