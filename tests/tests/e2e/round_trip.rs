@@ -223,3 +223,61 @@ fn extract_refuses_a_non_empty_directory_and_converges_after_a_kill() {
     assert!(!dest.join("keep").exists());
     assert!(dest.join("manifests/hello.yaml").exists());
 }
+
+#[test]
+fn without_a_key_a_per_user_key_is_created_once_and_announced() {
+    use std::os::unix::fs::PermissionsExt;
+    let t = tempfile::tempdir().unwrap();
+    let home = t.path().join("home");
+    fs::create_dir(&home).unwrap();
+    let ctx = t.path().join("ctx");
+    write(&ctx.join("a.txt"), b"a\n", 0o644);
+    fs::write(ctx.join("Kubefile"), "FROM scratch\nCOPY a.txt a.txt\n").unwrap();
+    let build_without_key = |out: &std::path::Path| {
+        run(Command::new(delivery())
+            .arg("build")
+            .arg("-f")
+            .arg(ctx.join("Kubefile"))
+            .arg("-o")
+            .arg(out)
+            .arg("--stub")
+            .arg(stub())
+            .env("HOME", &home)
+            .env_remove("XDG_CONFIG_HOME")
+            .env_remove("DELIVERY_SIGNING_KEY"))
+    };
+    let first = build_without_key(&t.path().join("one.run"));
+    assert!(first.status.success(), "{}", stderr(&first));
+    let key = home.join(".config/delivery/signing.key");
+    let public = home.join(".config/delivery/signing.pub");
+    assert_eq!(fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
+    let fp = ok(Command::new("ssh-keygen").arg("-lf").arg(&public));
+    let fp = String::from_utf8(fp.stdout)
+        .unwrap()
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .to_string();
+    assert!(
+        stderr(&first).contains("created a signing key") && stderr(&first).contains(&fp),
+        "{}",
+        stderr(&first)
+    );
+    ok(Command::new(t.path().join("one.run"))
+        .arg("verify")
+        .arg("--key")
+        .arg(&public));
+
+    // The second build reuses it, silently.
+    let second = build_without_key(&t.path().join("two.run"));
+    assert!(second.status.success());
+    assert!(
+        !stderr(&second).contains("created a signing key"),
+        "{}",
+        stderr(&second)
+    );
+    ok(Command::new(t.path().join("two.run"))
+        .arg("verify")
+        .arg("--fingerprint")
+        .arg(&fp));
+}
