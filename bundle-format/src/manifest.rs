@@ -19,6 +19,9 @@ use crate::FORMAT_VERSION;
 
 /// The largest uncompressed frame a reader will accept (bounds its memory).
 pub const MAX_FRAME_RAW: u64 = 16 << 20;
+/// The largest compressed frame: zstd never expands input by more than a small margin
+/// (its compress bound), so anything bigger is not a frame of at most `MAX_FRAME_RAW`.
+pub const MAX_FRAME: u64 = MAX_FRAME_RAW + MAX_FRAME_RAW / 128 + (128 << 10);
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -193,6 +196,8 @@ pub enum ManifestError {
     BadBlobRef(String),
     #[error("image `{name}` is invalid: {why}")]
     BadImage { name: String, why: String },
+    #[error("media type `{0}` is not a type/subtype made of letters, digits and .+-_")]
+    BadMediaType(String),
 }
 
 impl Manifest {
@@ -245,7 +250,7 @@ impl Manifest {
         }
         let mut covered = 0u64;
         for (index, f) in self.frames.iter().enumerate() {
-            if f.size == 0 || f.raw_size == 0 || f.raw_size > MAX_FRAME_RAW {
+            if f.size == 0 || f.size > MAX_FRAME || f.raw_size == 0 || f.raw_size > MAX_FRAME_RAW {
                 return Err(ManifestError::BadFrame {
                     index,
                     what: "size is zero or above 16 MiB",
@@ -277,6 +282,14 @@ impl Manifest {
     }
 
     fn validate_images(&self) -> Result<(), ManifestError> {
+        // Media types end up in HTTP headers of the registry: nothing but type/subtype tokens.
+        let token = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_alphanumeric() || b".+-_".contains(&b));
+        let media_types = self.blobs.iter().filter_map(|b| b.media_type.as_deref());
+        for m in media_types.chain(self.images.iter().map(|i| i.media_type.as_str())) {
+            if m.len() > 255 || !m.split_once('/').is_some_and(|(a, b)| token(a) && token(b)) {
+                return Err(ManifestError::BadMediaType(m.chars().take(80).collect()));
+            }
+        }
         let manifests: BTreeMap<&Digest, &str> = self
             .blobs
             .iter()
@@ -468,6 +481,21 @@ mod tests {
         };
         let (m, t) = manifest(vec![blob]);
         assert!(matches!(m.validate(&t), Err(ManifestError::BadBlobRef(_))));
+    }
+
+    #[test]
+    fn oversized_frames_and_header_breaking_media_types_are_refused() {
+        let (mut m, t) = manifest(vec![]);
+        m.frames[0].size = MAX_FRAME + 1;
+        assert!(matches!(m.validate(&t), Err(ManifestError::BadFrame { .. })));
+        for bad in ["text/plain\r\nX-Evil: 1", "nosubtype", "a/", "a/b c"] {
+            let (mut m, t) = manifest(vec![]);
+            m.blobs[0].media_type = Some(bad.into());
+            assert!(matches!(m.validate(&t), Err(ManifestError::BadMediaType(_))), "{bad:?}");
+        }
+        let (mut m, t) = manifest(vec![]);
+        m.blobs[0].media_type = Some("application/vnd.oci.image.manifest.v1+json".into());
+        m.validate(&t).unwrap();
     }
 
     #[test]

@@ -406,29 +406,34 @@ impl Verified {
             .create(&staging)
             .map_err(werr(&staging))?;
 
-        let summary = match self.extract_into(&staging, progress) {
-            Ok(s) => s,
-            Err(e) => {
-                let _ = fs::remove_dir_all(&staging);
-                return Err(e);
+        let mut old_name = staging_name.clone();
+        old_name.push("-old");
+        let old = parent.join(old_name);
+        // Whatever fails from here on, the staging directory goes: a re-run starts clean.
+        let result = (|| -> Result<ExtractSummary, ReadError> {
+            let summary = self.extract_into(&staging, progress)?;
+            // The staging directory was private while it filled; the result is an ordinary one.
+            fs::set_permissions(&staging, fs::Permissions::from_mode(0o755)).map_err(werr(&staging))?;
+            sync_tree(&staging).map_err(werr(&staging))?;
+            if existing.is_some() {
+                remove_if_present(&old).map_err(werr(&old))?;
+                fs::rename(dest, &old).map_err(werr(dest))?;
+                if let Err(e) = fs::rename(&staging, dest) {
+                    let _ = fs::rename(&old, dest); // put the previous tree back
+                    return Err(werr(dest)(e));
+                }
+                // The new tree is in place; a leftover old one is removed by the next run.
+                let _ = remove_if_present(&old);
+            } else {
+                fs::rename(&staging, dest).map_err(werr(dest))?;
             }
-        };
-        // The staging directory was private while it filled; the result is an ordinary directory.
-        fs::set_permissions(&staging, fs::Permissions::from_mode(0o755)).map_err(werr(&staging))?;
-        sync_tree(&staging).map_err(werr(&staging))?;
-        if existing.is_some() {
-            let mut old_name = staging_name.clone();
-            old_name.push("-old");
-            let old = parent.join(old_name);
-            remove_if_present(&old).map_err(werr(&old))?;
-            fs::rename(dest, &old).map_err(werr(dest))?;
-            fs::rename(&staging, dest).map_err(werr(dest))?;
-            fs::remove_dir_all(&old).map_err(werr(&old))?;
-        } else {
-            fs::rename(&staging, dest).map_err(werr(dest))?;
+            File::open(&parent).and_then(|d| d.sync_all()).map_err(werr(&parent))?;
+            Ok(summary)
+        })();
+        if result.is_err() {
+            let _ = remove_if_present(&staging);
         }
-        File::open(&parent).and_then(|d| d.sync_all()).map_err(werr(&parent))?;
-        Ok(summary)
+        result
     }
 
     fn extract_into(&self, root: &Path, progress: &dyn Progress) -> Result<ExtractSummary, ReadError> {
@@ -476,7 +481,7 @@ impl Verified {
         for e in m.entries.iter().rev() {
             if let Entry::Dir { path, mode } = e {
                 let p = root.join(path);
-                fs::set_permissions(&p, fs::Permissions::from_mode(*mode)).map_err(werr(p))?;
+                fs::set_permissions(&p, fs::Permissions::from_mode(*mode & MODE_MASK)).map_err(werr(p))?;
             }
         }
         Ok(summary)
@@ -540,7 +545,8 @@ impl Verified {
                 };
                 return Err(self.digest_error(&r, actual));
             }
-            out.set_permissions(fs::Permissions::from_mode(*mode)).map_err(werr)?;
+            out.set_permissions(fs::Permissions::from_mode(*mode & MODE_MASK))
+                .map_err(werr)?;
         }
         Ok(())
     }
@@ -624,7 +630,7 @@ impl Verified {
                     actual,
                 });
             }
-            out.set_permissions(fs::Permissions::from_mode(*mode))
+            out.set_permissions(fs::Permissions::from_mode(*mode & MODE_MASK))
                 .map_err(|source| ReadError::Write {
                     path: root.join(path),
                     source,
@@ -705,12 +711,33 @@ fn create_file(path: &Path) -> io::Result<File> {
     OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)
 }
 
+/// Remove a tree we created, even one holding read-only directories (a bundle may carry
+/// 0555 directories, which a non-root user cannot empty without making them writable first).
 fn remove_if_present(path: &Path) -> io::Result<()> {
     match fs::remove_dir_all(path) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+            make_dirs_writable(path)?;
+            fs::remove_dir_all(path)
+        }
         other => other,
     }
 }
+
+fn make_dirs_writable(path: &Path) -> io::Result<()> {
+    let meta = fs::symlink_metadata(path)?;
+    if !meta.is_dir() {
+        return Ok(());
+    }
+    fs::set_permissions(path, fs::Permissions::from_mode(meta.permissions().mode() | 0o700))?;
+    for e in fs::read_dir(path)? {
+        make_dirs_writable(&e?.path())?;
+    }
+    Ok(())
+}
+
+/// Permission bits only: a bundle never creates setuid, setgid or sticky files, even as root.
+const MODE_MASK: u32 = 0o777;
 
 /// Flush everything under `dir` to disk with one `syncfs`, instead of one fsync per file.
 fn sync_tree(dir: &Path) -> io::Result<()> {

@@ -316,6 +316,10 @@ pub fn write_bundle(
         signature_offset,
         total_len,
     };
+    // The reader's own limits (manifest size), so a bundle we write is one we can read.
+    trailer
+        .check()
+        .map_err(|e| WriteError::Write(io::Error::other(e.to_string())))?;
     manifest.validate(&trailer)?;
     let header = Header { total_len }.encode();
     out.write_all_at(&header, stub_len).map_err(WriteError::Write)?;
@@ -367,8 +371,12 @@ pub fn write_bundle(
         })();
         drop(hash_tx);
         let digest = hasher.join().expect("the hashing thread does not panic");
-        result?;
-        digest.map_err(WriteError::Write)
+        match (result, digest) {
+            // The hashing thread's own failure is the cause of a send that found it gone.
+            (Err(_), Err(e)) | (Ok(()), Err(e)) => Err(WriteError::Write(e)),
+            (Err(e), Ok(_)) => Err(e),
+            (Ok(()), Ok(d)) => Ok(d),
+        }
     })?;
 
     Ok(Summary {
@@ -529,10 +537,11 @@ fn write_stream(
         }
         drop(done_rx);
         let produced = producer.join().expect("the tar thread does not panic");
-        let (files, raw_len) = produced?;
+        // A failed frame write explains the producer's "stopped early" better than the reverse.
         if let Some(e) = failure {
             return Err(e);
         }
+        let (files, raw_len) = produced?;
         assert!(pending.is_empty(), "every frame was written in order");
         Ok(Stream { frames, files, raw_len })
     })

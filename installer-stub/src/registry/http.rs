@@ -647,10 +647,15 @@ enum HeadError {
 /// destroys the response in flight.
 fn linger_close(mut stream: TcpStream) {
     let _ = stream.shutdown(Shutdown::Write);
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    // At most 2 s in all: a client trickling bytes must not hold a connection slot.
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
     let mut sink = [0u8; 4096];
     let mut drained = 0;
     while drained < 1 << 20 {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
+            break;
+        }
         match stream.read(&mut sink) {
             Ok(0) | Err(_) => break,
             Ok(n) => drained += n,

@@ -129,6 +129,36 @@ fn hostile_manifests_signed_by_the_trusted_key_are_refused() {
             expect: |e| matches!(e, ManifestError::NoParent { .. }),
             outside: "out/scripts/planted",
         },
+        Case {
+            // Each link looks inside the root on its own; together they resolve to /etc/passwd.
+            name: "symlink-chain-escape",
+            edit: |m| {
+                let mut dir = String::from("zz");
+                m.entries.push(Entry::Dir {
+                    path: dir.clone(),
+                    mode: 0o755,
+                });
+                for _ in 0..12 {
+                    dir.push_str("/d");
+                    m.entries.push(Entry::Dir {
+                        path: dir.clone(),
+                        mode: 0o755,
+                    });
+                }
+                let to_root = "../".repeat(13);
+                m.entries.push(Entry::Symlink {
+                    path: format!("{dir}/s"),
+                    target: to_root.clone(),
+                });
+                let target = format!("{}/s/{to_root}etc/passwd", &dir[3..]);
+                m.entries.push(Entry::Symlink {
+                    path: "zz~t".into(),
+                    target: format!("zz/{target}"),
+                });
+            },
+            expect: |e| matches!(e, ManifestError::Path(_)),
+            outside: "out/zz~t",
+        },
     ];
     for case in cases {
         let mut m = manifest.clone();
@@ -172,4 +202,42 @@ fn hostile_manifests_signed_by_the_trusted_key_are_refused() {
             outside.display()
         );
     }
+}
+
+#[test]
+fn setuid_and_setgid_bits_are_never_extracted() {
+    use std::os::unix::fs::PermissionsExt;
+    let t = tempfile::tempdir().unwrap();
+    let keys = keygen(t.path(), "vendor");
+    let key = SigningKey::from_openssh(&fs::read_to_string(&keys.private).unwrap()).unwrap();
+    let good = t.path().join("good.run");
+    build_demo(&keys.private, &good);
+    let mut m = Bundle::open(&good)
+        .unwrap()
+        .verify_signature(&Trust::EmbeddedKeyOnly)
+        .unwrap()
+        .manifest()
+        .clone();
+    let target = m
+        .entries
+        .iter_mut()
+        .find_map(|e| match e {
+            Entry::File { path, mode, .. } if path == "scripts/install.sh" => {
+                *mode = 0o6755;
+                Some(path.clone())
+            }
+            _ => None,
+        })
+        .expect("the demo has scripts/install.sh");
+    let file = t.path().join("setuid.run");
+    write(&file, &resign(&fs::read(&good).unwrap(), &m, &key), 0o755);
+    let out = t.path().join("out");
+    ok(Command::new(&file)
+        .arg("extract")
+        .arg("--to")
+        .arg(&out)
+        .arg("--key")
+        .arg(&keys.public));
+    let mode = fs::metadata(out.join(target)).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode, 0o755, "setuid/setgid bits must be dropped");
 }
