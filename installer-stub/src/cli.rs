@@ -12,7 +12,7 @@ Exit codes:
   2  usage error
   3  bundle verification failed: truncated, altered, wrong key or unknown format version
 
-Not built yet (coming in later releases): install, add-node, status, check, init-config.
+Not built yet (coming in later releases): install, add-node, status, check.
 See README.md, \"Roadmap\".";
 
 /// A signed delivery bundle: verify it, inspect it, unpack it, serve its images.
@@ -60,6 +60,13 @@ pub enum Command {
     /// Serve the bundle's images as a read-only OCI registry (pull only).
     #[command(subcommand)]
     Registry(RegistryCommand),
+    /// Print a commented example Clusterfile to edit: ./delivery.run init-config > cluster.toml
+    InitConfig,
+    /// Check a Clusterfile and print the hosts it expands to, with their roles and SSH settings.
+    ///
+    /// Every error is reported at once, at file:line:column, with what to fix. Nothing is
+    /// contacted: this reads the file only. Example: ./delivery.run check-config --config cluster.toml
+    CheckConfig(CheckConfigArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -188,4 +195,14 @@ pub struct MirrorConfigArgs {
     /// CA file on the node that signed an https mirror's certificate.
     #[arg(long, value_name = "FILE")]
     pub ca: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckConfigArgs {
+    /// The Clusterfile (TOML).
+    #[arg(long, value_name = "FILE", default_value = "cluster.toml")]
+    pub config: PathBuf,
+    /// Print the expanded hosts as JSON Lines.
+    #[arg(long)]
+    pub json: bool,
 }

@@ -2,6 +2,8 @@
 //! maps errors to the documented exit codes.
 
 mod cli;
+mod clusterfile;
+mod config_cmd;
 mod extract;
 mod images;
 mod inspect;
@@ -21,6 +23,8 @@ fn main() -> ExitCode {
         cli::Command::List(args) => inspect::list(&args),
         cli::Command::Extract(args) => extract::run(&args),
         cli::Command::Images(args) => images::run(&args),
+        cli::Command::InitConfig => config_cmd::init(),
+        cli::Command::CheckConfig(args) => config_cmd::check(&args),
         cli::Command::Registry(cli::RegistryCommand::Serve(args)) => registry::serve(&args),
         cli::Command::Registry(cli::RegistryCommand::MirrorConfig(args)) => node_config::run(&args),
     };
