@@ -12,9 +12,11 @@ step() { printf '\n== %s\n' "$*" >&2; }
 # Debian packages: ssh-keygen and sha256sum are what customers verify with; zstd and tar open the
 # payload without our tools; objdump checks the stub's glibc needs. The image tests use real
 # registry parts: docker-registry (the vendor's upstream), skopeo, containerd + runc, curl,
-# busybox-static (fixture images), iproute2 (network namespaces), apache2-utils (htpasswd).
+# busybox-static (fixture images), iproute2 (network namespaces), apache2-utils (htpasswd),
+# openssl (TLS and token fixtures); openssh-server and sudo run the SSH test bed's hosts.
 apt_packages=(openssh-client coreutils zstd tar binutils
-  docker-registry skopeo containerd runc curl busybox-static iproute2 apache2-utils)
+  docker-registry skopeo containerd runc curl busybox-static iproute2 apache2-utils
+  openssh-server sudo openssl)
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -11,3 +11,4 @@ mod kubefile_errors;
 mod registry;
 mod round_trip;
 mod tamper;
+mod testbed;
