@@ -179,11 +179,6 @@ impl Bundle {
         &self.trailer
     }
 
-    /// Fingerprint of the key the bundle says signed it (not yet checked).
-    pub fn claimed_signer(&self) -> Option<Fingerprint> {
-        PublicKey::from_bytes(&self.signer).ok().map(|k| k.fingerprint())
-    }
-
     /// Check the signature, then parse and validate the manifest.
     pub fn verify_signature(self, trust: &Trust) -> Result<Verified, ReadError> {
         let path = self.path.clone();
@@ -305,11 +300,6 @@ impl Verified {
             });
         }
         regions
-    }
-
-    /// Bytes that [`Verified::verify_contents`] hashes.
-    pub fn content_len(&self) -> u64 {
-        self.bundle.trailer.blobs_offset - HEADER_LEN + self.bundle.trailer.blobs_len()
     }
 
     /// Hash every region (stub, frames, blobs) on `threads` threads against the manifest.

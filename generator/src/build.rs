@@ -349,12 +349,9 @@ fn fetch_images(plan: &Plan, args: &FetchArgs) -> Result<(Vec<Image>, Vec<InputB
         let n = errors.len();
         let text: Vec<String> = errors
             .iter()
-            .map(|e| {
-                let named = sources.iter().find(|(r, _)| e.to_string().contains(r.as_str()));
-                match named {
-                    Some((_, at)) => format!("{e}\n  (referenced at {at}; pass --ignore-image to leave it out)"),
-                    None => e.to_string(),
-                }
+            .map(|e| match e.reference().and_then(|r| sources.get(r)) {
+                Some(at) => format!("{e}\n  (referenced at {at}; pass --ignore-image to leave it out)"),
+                None => e.to_string(),
             })
             .collect();
         anyhow!(

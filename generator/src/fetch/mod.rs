@@ -305,6 +305,28 @@ pub enum FetchError {
     BadLocalSource { path: PathBuf, message: String },
 }
 
+impl FetchError {
+    /// The image the error is about (its normalised full reference), if it is about one.
+    pub fn reference(&self) -> Option<&str> {
+        match self {
+            FetchError::NotFound { reference, .. }
+            | FetchError::Unauthorized { reference, .. }
+            | FetchError::DigestMismatch { reference, .. }
+            | FetchError::Tls { reference, .. }
+            | FetchError::Connect { reference, .. }
+            | FetchError::NoPlatform { reference, .. }
+            | FetchError::UnsupportedMediaType { reference, .. }
+            | FetchError::BadManifest { reference, .. }
+            | FetchError::TooLarge { reference, .. }
+            | FetchError::Http { reference, .. } => Some(reference),
+            FetchError::Io { .. }
+            | FetchError::BadAuthFile { .. }
+            | FetchError::BadCaFile { .. }
+            | FetchError::BadLocalSource { .. } => None,
+        }
+    }
+}
+
 /// Fetch every image of `refs` into the cache. Returns them in `refs` order, or every error.
 pub fn fetch_all(
     refs: &[Reference],

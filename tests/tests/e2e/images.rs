@@ -190,7 +190,8 @@ impl World {
         ctx
     }
 
-    fn build(&self, ctx: &Path, out: &Path) -> std::process::Output {
+    /// `delivery build` through the mirrors that map the original domains to the upstream.
+    fn build(&self, ctx: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
         let up = format!("127.0.0.1:{}", self.port);
         let mirrors = [
             format!("docker.io={up}/hub"),
@@ -204,6 +205,7 @@ impl World {
         }
         args.push("--cache-dir".into());
         args.push(self.root.join("cache").display().to_string());
+        args.extend(extra.iter().map(|a| a.to_string()));
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         build(&ctx.join("Kubefile"), None, &self.keys.private, out, &args)
     }
@@ -214,7 +216,7 @@ fn images_are_found_fetched_once_and_stored_once() {
     let w = world();
     let ctx = w.context(None);
     let bundle = w.root.join("shop.run");
-    let o = w.build(&ctx, &bundle);
+    let o = w.build(&ctx, &bundle, &[]);
     assert!(o.status.success(), "build failed: {}", stderr(&o));
 
     let listed = ok(Command::new(&bundle).args(["images", "--json"]));
@@ -268,7 +270,7 @@ fn images_are_found_fetched_once_and_stored_once() {
         "the fixture layers were not found in the upstream storage"
     );
     let again = w.root.join("again.run");
-    let o = w.build(&ctx, &again);
+    let o = w.build(&ctx, &again, &[]);
     assert!(o.status.success(), "rebuild from the cache failed: {}", stderr(&o));
     assert!(
         fs::read(&again).unwrap() == fs::read(&bundle).unwrap(),
@@ -282,26 +284,14 @@ fn a_missing_image_fails_the_build_naming_it_and_its_line() {
     let extra = "kind: Pod\nspec:\n  containers:\n    - name: gone\n      image: example.com/team/missing:9.9\n";
     let ctx = w.context(Some(extra));
     let out = w.root.join("x.run");
-    let o = w.build(&ctx, &out);
+    let o = w.build(&ctx, &out, &[]);
     assert_eq!(code(&o), 1, "{}", stderr(&o));
     let err = stderr(&o);
     assert!(err.contains("example.com/team/missing:9.9"), "{err}");
     assert!(err.contains("manifests/extra.yaml:5"), "{err}");
     assert!(!out.exists());
     // The escape hatch.
-    let mut args = vec!["--ignore-image", "example.com/team/missing:9.9"];
-    let up = format!("127.0.0.1:{}", w.port);
-    let mirrors = [
-        format!("docker.io={up}/hub"),
-        format!("example.com={up}/example"),
-        format!("harbor.corp:8443={up}/example"),
-    ];
-    for m in &mirrors {
-        args.push("--mirror");
-        args.push(m);
-    }
-    args.extend(["--insecure-registry", &up]);
-    let o = build(&ctx.join("Kubefile"), None, &w.keys.private, &out, &args);
+    let o = w.build(&ctx, &out, &["--ignore-image", "example.com/team/missing:9.9"]);
     assert!(o.status.success(), "{}", stderr(&o));
 }
 
@@ -344,7 +334,7 @@ fn skopeo_copies_from_the_bundle_registry_with_the_exact_digests() {
     let w = world();
     let ctx = w.context(None);
     let bundle = w.root.join("shop.run");
-    assert!(w.build(&ctx, &bundle).status.success());
+    assert!(w.build(&ctx, &bundle, &[]).status.success());
     let port = free_port();
     let _serve = serve(&bundle, None, port);
     for (name, path, key) in [
@@ -403,7 +393,7 @@ fn containerd_pulls_original_names_through_the_bundle_and_runs_them_root() {
     let w = world();
     let ctx = w.context(None);
     let bundle = w.root.join("shop.run");
-    assert!(w.build(&ctx, &bundle).status.success());
+    assert!(w.build(&ctx, &bundle, &[]).status.success());
     let ns = Netns::new("dlv-e2e-ctr");
     let port = 5000;
     let _serve = serve(&bundle, Some(&ns.0), port);

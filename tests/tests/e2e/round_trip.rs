@@ -281,3 +281,57 @@ fn without_a_key_a_per_user_key_is_created_once_and_announced() {
         .arg("--fingerprint")
         .arg(&fp));
 }
+
+#[test]
+fn dry_run_prints_the_plan_and_writes_nothing() {
+    let t = tempfile::tempdir().unwrap();
+    let keys = keygen(t.path(), "vendor");
+    let (kubefile, ctx) = larger_context(t.path(), 1);
+    let out = t.path().join("plan.run");
+    let o = build(&kubefile, Some(&ctx), &keys.private, &out, &["--dry-run", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!out.exists(), "--dry-run wrote the bundle");
+    let lines: Vec<serde_json::Value> = String::from_utf8(o.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines[0]["type"], "bundle");
+    assert_eq!(lines[0]["data"]["name"], "larger");
+    let storage = |path: &str| {
+        let e = lines
+            .iter()
+            .find(|l| l["data"]["path"] == path)
+            .unwrap_or_else(|| panic!("{path} not planned"));
+        e["data"]["storage"].as_str().unwrap().to_string()
+    };
+    assert_eq!(
+        storage("images/blobs/layer0.tar.gz"),
+        "stored",
+        "random data is stored as is"
+    );
+    assert_eq!(storage("manifests/big.yaml"), "compressed");
+    assert_eq!(lines.iter().filter(|l| l["type"] == "entry").count(), tree(&ctx).len());
+}
+
+#[test]
+fn check_config_accepts_the_example_and_points_at_every_error() {
+    let t = tempfile::tempdir().unwrap();
+    let example = ok(Command::new(stub()).arg("init-config"));
+    let good = t.path().join("cluster.toml");
+    fs::write(&good, &example.stdout).unwrap();
+    let o = ok(Command::new(stub())
+        .args(["check-config", "--json", "--config"])
+        .arg(&good));
+    let hosts = String::from_utf8(o.stdout).unwrap().lines().count();
+    assert_eq!(hosts, 5, "the example expands to five hosts");
+
+    let bad = t.path().join("bad.toml");
+    fs::write(&bad, "name = \"x\"\n[ssh]\npassword = \"hunter2\"\n[[hosts]]\naddresses = [\"10.0.0.9-10.0.0.2\"]\nroles = [\"mastr\"]\n").unwrap();
+    let o = run(Command::new(stub()).args(["check-config", "--config"]).arg(&bad));
+    assert_eq!(code(&o), 1);
+    let err = stderr(&o);
+    for at in ["bad.toml:3:1:", "bad.toml:5:14:", "bad.toml:6:10:"] {
+        assert!(err.contains(at), "missing {at} in: {err}");
+    }
+}
