@@ -13,10 +13,11 @@ step() { printf '\n== %s\n' "$*" >&2; }
 # payload without our tools; objdump checks the stub's glibc needs. The image tests use real
 # registry parts: docker-registry (the vendor's upstream), skopeo, containerd + runc, curl,
 # busybox-static (fixture images), iproute2 (network namespaces), apache2-utils (htpasswd),
-# openssl (TLS and token fixtures); openssh-server and sudo run the SSH test bed's hosts.
+# openssl (TLS and token fixtures); openssh-server and sudo run the SSH test bed's hosts;
+# perl, make and gcc build the OpenSSL that ssh2 links statically into the stub.
 apt_packages=(openssh-client coreutils zstd tar binutils
   docker-registry skopeo containerd runc curl busybox-static iproute2 apache2-utils
-  openssh-server sudo openssl)
+  openssh-server sudo openssl perl make gcc)
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
