@@ -221,6 +221,7 @@ impl Bundle {
             manifest,
             signer,
             origin_checked,
+            id: Digest::of(&message),
         })
     }
 }
@@ -231,6 +232,7 @@ pub struct Verified {
     manifest: Manifest,
     signer: PublicKey,
     origin_checked: bool,
+    id: Digest,
 }
 
 /// One region of the file with its signed digest.
@@ -253,6 +255,12 @@ pub struct ExtractSummary {
 impl Verified {
     pub fn manifest(&self) -> &Manifest {
         &self.manifest
+    }
+    /// What identifies this bundle's content: the SHA-256 of the signed message (header, trailer
+    /// and manifest, which carries the digest of every byte). Two files with the same id hold
+    /// the same bundle; the installer's journal records it.
+    pub fn id(&self) -> Digest {
+        self.id
     }
     pub fn signer(&self) -> &PublicKey {
         &self.signer

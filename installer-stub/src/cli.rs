@@ -11,9 +11,8 @@ Exit codes:
   1  error (I/O, bad arguments to a step, a host problem)
   2  usage error
   3  bundle verification failed: truncated, altered, wrong key or unknown format version
-
-Not built yet (coming in later releases): install, add-node, status, check.
-See README.md, \"Roadmap\".";
+  4  some hosts failed (install, add-node, check): the summary table and the log file name
+     each host, step and error; run the same command again to resume";
 
 /// A signed delivery bundle: verify it, inspect it, unpack it, serve its images.
 ///
@@ -67,6 +66,34 @@ pub enum Command {
     /// Every error is reported at once, at file:line:column, with what to fix. Nothing is
     /// contacted: this reads the file only. Example: ./delivery.run check-config --config cluster.toml
     CheckConfig(CheckConfigArgs),
+    /// Install the bundle on every host of a Clusterfile, over SSH, from this master.
+    ///
+    /// Plans first (--dry-run prints the plan and stops), then runs preflight on every host at
+    /// once (a failing host stops everything before any change), verifies and unpacks the
+    /// bundle here, starts the registry mirror on the registry host, copies to every host what
+    /// its roles need (checked by digest, skipped when already there), runs the bundle's hooks
+    /// (prepare everywhere; init on the first master; join-master one at a time; join-node in
+    /// parallel), the Kubefile's LAUNCH/CMD on the first master, and finally `check`.
+    /// Every step is recorded in a journal on this master: after any failure, kill or reboot,
+    /// run the same command again and it resumes. A failing host does not stop the others:
+    /// exit code 4 and a summary table.
+    ///
+    /// Example: ./delivery.run install --config cluster.toml --key vendor.pub --yes
+    Install(InstallArgs),
+    /// Add the hosts of the Clusterfile that are not installed yet (all, or those named by --host).
+    ///
+    /// Runs preflight, copy, the prepare hooks and the join hooks on those hosts only, with the
+    /// values the init hooks published; hosts already in the journal are not touched.
+    /// Example: ./delivery.run add-node --config cluster.toml --host 10.0.0.24 --yes
+    AddNode(AddNodeArgs),
+    /// Show, from the journal on this master, each host's steps and their state.
+    ///
+    /// Reads local files only. Example: ./delivery.run status --config cluster.toml
+    Status(StatusArgs),
+    /// Run the bundle's check hooks on every installed host, and ask the registry for every image.
+    ///
+    /// Exit code 4 when a host or the registry fails. Example: ./delivery.run check --config cluster.toml
+    Check(CheckArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -94,6 +121,19 @@ pub enum RegistryCommand {
     /// Example: ./delivery.run registry mirror-config --mirror http://10.0.0.11:5000 \
     ///            --containerd-dir /etc/containerd/certs.d
     MirrorConfig(MirrorConfigArgs),
+    /// Run `registry serve` as a service that outlives this command (install does this).
+    ///
+    /// With systemd: writes and enables `delivery-registry-<port>.service`. Without: verifies
+    /// the bundle, then detaches a supervisor that restarts the registry if it exits, with its
+    /// pid in STATE_DIR/registry.pid and its log in STATE_DIR/registry.log. Returns when the
+    /// registry answers; does nothing when it already runs.
+    /// Example: ./delivery.run registry start --state-dir /var/lib/delivery/prod/registry
+    Start(ServiceArgs),
+    /// Stop the supervised registry started by `registry start` (not a systemd unit).
+    Stop(StopArgs),
+    /// The supervisor `registry start` detaches (not for direct use).
+    #[command(hide = true)]
+    Supervise(ServiceArgs),
 }
 
 /// Where trust comes from: never from the bundle itself.
@@ -205,4 +245,91 @@ pub struct CheckConfigArgs {
     /// Print the expanded hosts as JSON Lines.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct InstallArgs {
+    #[command(flatten)]
+    pub trust: TrustArgs,
+    /// The Clusterfile (TOML): hosts, roles, SSH settings. `init-config` prints an example.
+    #[arg(long, value_name = "FILE", default_value = "cluster.toml")]
+    pub config: PathBuf,
+    /// Print the plan (hosts, steps, files) and stop: nothing is contacted or changed.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// JSON Lines on stdout (plan, preflight rows, events, summary); no progress bars.
+    #[arg(long)]
+    pub json: bool,
+    /// Do not ask for confirmation (required when stdin is not a terminal).
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// Hosts worked on at the same time.
+    #[arg(long, value_name = "N", default_value_t = 16)]
+    pub parallel: usize,
+    /// Where the journal, logs and unpacked bundle live on this master
+    /// [default: /var/lib/delivery/<cluster name>].
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct AddNodeArgs {
+    #[command(flatten)]
+    pub install: InstallArgs,
+    /// Only this host (an address of the Clusterfile); repeatable. Default: every host not installed yet.
+    #[arg(long = "host", value_name = "ADDRESS")]
+    pub hosts: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The Clusterfile (TOML).
+    #[arg(long, value_name = "FILE", default_value = "cluster.toml")]
+    pub config: PathBuf,
+    /// One JSON line per host.
+    #[arg(long)]
+    pub json: bool,
+    /// The state directory used by install [default: /var/lib/delivery/<cluster name>].
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub trust: TrustArgs,
+    /// The Clusterfile (TOML).
+    #[arg(long, value_name = "FILE", default_value = "cluster.toml")]
+    pub config: PathBuf,
+    /// JSON Lines on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// Hosts checked at the same time.
+    #[arg(long, value_name = "N", default_value_t = 16)]
+    pub parallel: usize,
+    /// The state directory used by install [default: /var/lib/delivery/<cluster name>].
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ServiceArgs {
+    #[command(flatten)]
+    pub trust: TrustArgs,
+    /// Address and port to listen on.
+    #[arg(long, value_name = "ADDR:PORT", default_value = "0.0.0.0:5000")]
+    pub listen: SocketAddr,
+    /// Directory for the pid file and the log.
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: PathBuf,
+    /// Use the supervisor even where systemd runs.
+    #[arg(long)]
+    pub no_systemd: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StopArgs {
+    /// The directory given to `registry start`.
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: PathBuf,
 }

@@ -7,8 +7,10 @@ mod config_cmd;
 mod extract;
 mod images;
 mod inspect;
+mod install;
 mod node_config;
 mod registry;
+mod remote;
 mod verify;
 
 use std::process::ExitCode;
@@ -27,6 +29,13 @@ fn main() -> ExitCode {
         cli::Command::CheckConfig(args) => config_cmd::check(&args),
         cli::Command::Registry(cli::RegistryCommand::Serve(args)) => registry::serve(&args),
         cli::Command::Registry(cli::RegistryCommand::MirrorConfig(args)) => node_config::run(&args),
+        cli::Command::Registry(cli::RegistryCommand::Start(args)) => registry::service::start(&args),
+        cli::Command::Registry(cli::RegistryCommand::Stop(args)) => registry::service::stop(&args),
+        cli::Command::Registry(cli::RegistryCommand::Supervise(args)) => registry::service::supervise(&args),
+        cli::Command::Install(args) => install::install(&args),
+        cli::Command::AddNode(args) => install::add_node(&args),
+        cli::Command::Status(args) => install::status(&args),
+        cli::Command::Check(args) => install::check(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -37,8 +46,11 @@ fn main() -> ExitCode {
     }
 }
 
-/// 3 for a bundle that failed verification, 1 for anything else.
+/// 3 for a bundle that failed verification, 4 when some hosts failed, 1 for anything else.
 fn exit_code(e: &anyhow::Error) -> u8 {
+    if e.downcast_ref::<install::HostsFailed>().is_some() {
+        return 4;
+    }
     let verification = e.chain().any(|c| {
         c.downcast_ref::<bundle_format::ReadError>()
             .is_some_and(|r| r.is_verification_failure())

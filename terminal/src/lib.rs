@@ -158,3 +158,95 @@ impl bundle_format::Progress for Reporter {
         }
     }
 }
+
+/// One bar per item of concurrent work (a host's copy): bars on a terminal, a line per item
+/// every few seconds in a log, nothing when quiet.
+pub struct Bars {
+    multi: Option<indicatif::MultiProgress>,
+    quiet: bool,
+}
+
+/// A bar of [`Bars`].
+pub struct Bar {
+    bar: Option<ProgressBar>,
+    name: String,
+    total: u64,
+    started: Instant,
+    last: Mutex<Instant>,
+    lines: bool,
+}
+
+impl Bars {
+    pub fn new(quiet: bool) -> Self {
+        let multi = (!quiet && std::io::stderr().is_terminal()).then(indicatif::MultiProgress::new);
+        Bars { multi, quiet }
+    }
+
+    /// A log line that does not tear the bars.
+    pub fn log(&self, message: impl std::fmt::Display) {
+        match &self.multi {
+            Some(m) => {
+                let _ = m.println(format!("{} {message}", now()));
+            }
+            None if !self.quiet => log(message),
+            None => {}
+        }
+    }
+
+    pub fn add(&self, name: &str, total: u64) -> Bar {
+        let bar = self.multi.as_ref().map(|m| {
+            let b = m.add(ProgressBar::new(total));
+            b.set_style(
+                ProgressStyle::with_template("{prefix:>16} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
+                    .expect("the template is valid")
+                    .progress_chars("=> "),
+            );
+            b.set_prefix(name.to_string());
+            b
+        });
+        let t = Instant::now();
+        Bar {
+            bar,
+            name: name.to_string(),
+            total,
+            started: t,
+            last: Mutex::new(t),
+            lines: self.multi.is_none() && !self.quiet,
+        }
+    }
+}
+
+impl Bar {
+    /// `done` bytes of `total` are done.
+    pub fn set(&self, done: u64) {
+        if let Some(b) = &self.bar {
+            b.set_position(done);
+        } else if self.lines {
+            let mut last = self.last.lock().expect("no panics while locked");
+            if last.elapsed() >= Duration::from_secs(5) && self.total > 0 {
+                *last = Instant::now();
+                log(format_args!(
+                    "{}: {} of {} ({}%)",
+                    self.name,
+                    bytes(done),
+                    bytes(self.total),
+                    done * 100 / self.total
+                ));
+            }
+        }
+    }
+
+    pub fn finish(&self) {
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
+        } else if self.lines && self.total > 0 {
+            let secs = self.started.elapsed().as_secs_f64().max(0.001);
+            log(format_args!(
+                "{}: {} in {secs:.1}s ({}/s)",
+                self.name,
+                bytes(self.total),
+                bytes((self.total as f64 / secs) as u64)
+            ));
+        }
+    }
+}

@@ -8,6 +8,7 @@
 mod api;
 mod http;
 mod index;
+pub mod service;
 
 use anyhow::{Context, Result};
 

@@ -1,0 +1,217 @@
+//! Lifecycle hooks: the bundle's `hooks/<phase>/*` scripts, rendered with minijinja (undefined
+//! variables are errors) for one host, then run as root with `sh -s` on it. A hook publishes
+//! values for later hooks by writing `KEY=VALUE` lines into the file `$DELIVERY_PUBLISH`.
+//!
+//! Template variables (documented in README.md, "Hooks"):
+//! `cluster.name`, `host.address`, `host.name`, `host.roles`, `hosts` (every host: `address`,
+//! `name`, `roles`), `first_master`, `masters`, `nodes` (addresses), `registry.address`,
+//! `registry.port`, `registry.endpoint`, `registry.domains`, `paths.root`, `paths.files`,
+//! `paths.certs_d`, `paths.state`, `bundle.name`, `bundle.version`, `bundle.id`, `env` (the
+//! bundle's ENV with the Clusterfile's `[env]` over it), `published`.
+
+use std::collections::BTreeMap;
+
+use anyhow::{bail, Context, Result};
+use minijinja::{Environment, UndefinedBehavior};
+use serde::Serialize;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct HookContext {
+    pub cluster: ClusterVars,
+    pub host: HostVars,
+    pub hosts: Vec<HostVars>,
+    pub first_master: String,
+    pub masters: Vec<String>,
+    pub nodes: Vec<String>,
+    pub registry: RegistryVars,
+    pub paths: Paths,
+    pub bundle: BundleVars,
+    pub env: BTreeMap<String, String>,
+    pub published: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ClusterVars {
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct HostVars {
+    pub address: String,
+    /// The hostname the host reported at preflight (its address when unknown).
+    pub name: String,
+    pub roles: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RegistryVars {
+    pub address: String,
+    pub port: u16,
+    pub endpoint: String,
+    pub domains: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Paths {
+    pub root: String,
+    pub files: String,
+    pub certs_d: String,
+    pub state: String,
+}
+
+impl Paths {
+    pub fn under(root: &str) -> Paths {
+        Paths {
+            root: root.to_string(),
+            files: format!("{root}/files"),
+            certs_d: format!("{root}/certs.d"),
+            state: format!("{root}/state"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BundleVars {
+    pub name: String,
+    pub version: String,
+    pub id: String,
+}
+
+/// Renders one hook for one host. `name` (the bundle path) is used in errors.
+pub fn render(name: &str, source: &str, ctx: &HookContext) -> Result<String> {
+    let mut env = Environment::new();
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    let template = env
+        .template_from_named_str(name, source)
+        .with_context(|| format!("hook {name} is not a valid template"))?;
+    template
+        .render(minijinja::value::Serde(ctx))
+        .with_context(|| format!("failed to render hook {name} for host {}", ctx.host.address))
+}
+
+/// The script actually sent to the host: strict shell, in the files directory, with an empty
+/// publish file, then the hook.
+pub fn script(rendered: &str, paths: &Paths) -> String {
+    format!(
+        "set -eu\nmkdir -p '{state}'\ncd '{files}' 2>/dev/null || cd '{root}'\n: > \"$DELIVERY_PUBLISH\"\n{rendered}\n",
+        state = paths.state,
+        files = paths.files,
+        root = paths.root
+    )
+}
+
+/// Parses what a hook wrote into `$DELIVERY_PUBLISH`.
+pub fn parse_published(hook: &str, text: &str) -> Result<BTreeMap<String, String>> {
+    let mut values = BTreeMap::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let Some((key, value)) = line.split_once('=') else {
+            bail!(
+                "hook {hook} published line {} without `=`: write KEY=VALUE lines to $DELIVERY_PUBLISH",
+                i + 1
+            );
+        };
+        let valid = key.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid {
+            bail!(
+                "hook {hook} published `{key}` (line {}): names are letters, digits and _, not starting with a digit",
+                i + 1
+            );
+        }
+        values.insert(key.to_string(), value.to_string());
+    }
+    Ok(values)
+}
+
+/// Replaces every published value (secrets such as join tokens) in a log line with `***`.
+pub fn redact(line: &str, published: &BTreeMap<String, String>) -> String {
+    let mut out = line.to_string();
+    for v in published.values() {
+        if v.len() >= 4 && out.contains(v.as_str()) {
+            out = out.replace(v.as_str(), "***");
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx() -> HookContext {
+        let host = HostVars {
+            address: "10.0.0.2".into(),
+            name: "node2".into(),
+            roles: vec!["node".into()],
+        };
+        HookContext {
+            cluster: ClusterVars { name: "prod".into() },
+            host: host.clone(),
+            hosts: vec![host],
+            first_master: "10.0.0.1".into(),
+            masters: vec!["10.0.0.1".into()],
+            nodes: vec!["10.0.0.2".into()],
+            registry: RegistryVars {
+                address: "10.0.0.1".into(),
+                port: 5000,
+                endpoint: "10.0.0.1:5000".into(),
+                domains: vec!["docker.io".into(), "example.com".into()],
+            },
+            paths: Paths::under("/var/lib/delivery/prod"),
+            bundle: BundleVars {
+                name: "app".into(),
+                version: "1".into(),
+                id: "sha256:ab".into(),
+            },
+            env: BTreeMap::from([("POD_CIDR".into(), "10.244.0.0/16".into())]),
+            published: BTreeMap::from([("JOIN_TOKEN".into(), "abcd.efgh".into())]),
+        }
+    }
+
+    #[test]
+    fn renders_every_documented_variable() {
+        let src = "{{ cluster.name }} {{ host.address }} {{ host.name }} {{ host.roles | join(',') }} \
+                   {{ hosts | length }} {{ first_master }} {{ masters[0] }} {{ nodes[0] }} \
+                   {{ registry.endpoint }} {% for d in registry.domains %}{{ d }};{% endfor %} \
+                   {{ paths.files }} {{ paths.certs_d }} {{ paths.state }} {{ paths.root }} \
+                   {{ bundle.name }} {{ bundle.id }} {{ env.POD_CIDR }} {{ published.JOIN_TOKEN }}";
+        let out = render("hooks/init/1.sh", src, &ctx()).unwrap();
+        assert_eq!(
+            out,
+            "prod 10.0.0.2 node2 node 1 10.0.0.1 10.0.0.1 10.0.0.2 10.0.0.1:5000 docker.io;example.com; \
+             /var/lib/delivery/prod/files /var/lib/delivery/prod/certs.d /var/lib/delivery/prod/state \
+             /var/lib/delivery/prod app sha256:ab 10.244.0.0/16 abcd.efgh"
+        );
+    }
+
+    #[test]
+    fn undefined_variables_fail_naming_the_hook_and_host() {
+        let e = format!(
+            "{:#}",
+            render("hooks/join-node/1.sh", "{{ published.CERT_KEY }}", &ctx()).unwrap_err()
+        );
+        assert!(e.contains("hooks/join-node/1.sh") && e.contains("10.0.0.2"), "{e}");
+        let e = format!("{:#}", render("hooks/x.sh", "{{ nope", &ctx()).unwrap_err());
+        assert!(e.contains("not a valid template"), "{e}");
+    }
+
+    #[test]
+    fn published_lines_are_checked() {
+        let v = parse_published("h", "A=1\n\nB_2=x=y\n").unwrap();
+        assert_eq!(
+            v,
+            BTreeMap::from([("A".into(), "1".into()), ("B_2".into(), "x=y".into())])
+        );
+        assert!(parse_published("h", "no equals").is_err());
+        assert!(parse_published("h", "1A=x").is_err());
+    }
+
+    #[test]
+    fn redacts_published_values() {
+        let p = BTreeMap::from([("T".into(), "s3cr3t-token".into()), ("N".into(), "1".into())]);
+        assert_eq!(redact("join with s3cr3t-token now 1", &p), "join with *** now 1");
+    }
+}

@@ -1,0 +1,399 @@
+//! `install`, `add-node`, `status` and `check`: the master fans out over SSH to the hosts of a
+//! Clusterfile. Plan first ([`plan`]), then preflight on every host at once ([`preflight`]),
+//! then the work, step by step, each recorded in the journal ([`journal`]) so that a re-run
+//! resumes. One failing host never stops the others: it is reported in the summary, the log
+//! file names its step and error, and the exit code is 4.
+//!
+//! What runs where lives in [`engine`]; hosts are reached through [`transport::Remote`].
+
+pub mod engine;
+pub mod hooks;
+pub mod journal;
+pub mod payload;
+pub mod plan;
+pub mod preflight;
+mod probe;
+pub mod transport;
+
+use std::fs::{self, OpenOptions};
+use std::io::{IsTerminal, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use anyhow::{bail, Context, Result};
+
+use crate::cli::{AddNodeArgs, CheckArgs, InstallArgs, StatusArgs};
+use crate::clusterfile::{self, Clusterfile, Host};
+use crate::verify::{open_verified, own_path};
+use journal::{BundleRecord, Journal, StepState};
+use plan::Mode;
+
+/// Some hosts failed: exit code 4.
+#[derive(Debug, thiserror::Error)]
+#[error("{failed} of {total} host(s) failed{}; details in {log}", if *.changed { "" } else { " preflight; nothing was changed on any host" })]
+pub struct HostsFailed {
+    pub failed: usize,
+    pub total: usize,
+    pub log: String,
+    pub changed: bool,
+}
+
+/// Writes a small file atomically: temp name, fsync, rename.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    fs::rename(&tmp, path)
+}
+
+/// The install log on the master: every step, every hook output line (published values
+/// redacted), every error, with host and step. Appended, mode 0600.
+pub struct Log {
+    file: Mutex<fs::File>,
+    pub path: PathBuf,
+    pub bars: terminal::Bars,
+    json: bool,
+}
+
+impl Log {
+    fn open(dir: &Path, name: &str, json: bool) -> Result<Log> {
+        fs::create_dir_all(dir).with_context(|| format!("failed to create the state directory {}", dir.display()))?;
+        let path = dir.join(name);
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(&path)
+            .with_context(|| format!("failed to open the log file {}", path.display()))?;
+        Ok(Log {
+            file: Mutex::new(file),
+            path,
+            bars: terminal::Bars::new(json),
+            json,
+        })
+    }
+
+    pub fn json_mode(&self) -> bool {
+        self.json
+    }
+
+    /// To the log file only.
+    pub fn write(&self, host: &str, step: &str, message: &str) {
+        let secs = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let mut f = self.file.lock().expect("no panics while locked");
+        let _ = writeln!(f, "{} {host} {step}: {message}", bundle_format::manifest::rfc3339(secs));
+    }
+
+    /// To the log file and to the person (stderr), or as a JSON event on stdout with --json.
+    pub fn say(&self, host: &str, step: &str, message: &str) {
+        self.write(host, step, message);
+        if self.json {
+            let event = serde_json::json!({"type": "event", "data": {"host": host, "step": step, "message": message}});
+            println!("{event}");
+        } else if host.is_empty() {
+            self.bars.log(message);
+        } else {
+            self.bars.log(format_args!("{host} {step}: {message}"));
+        }
+    }
+}
+
+fn state_dir(arg: &Option<PathBuf>, cluster: &Clusterfile) -> PathBuf {
+    arg.clone()
+        .unwrap_or_else(|| PathBuf::from(plan::remote_root(&cluster.name)))
+}
+
+fn load_cluster(path: &Path) -> Result<Clusterfile> {
+    clusterfile::load(path).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+pub fn install(args: &InstallArgs) -> Result<()> {
+    run(Mode::Install, args, &[])
+}
+
+pub fn add_node(args: &AddNodeArgs) -> Result<()> {
+    run(Mode::AddNode, &args.install, &args.hosts)
+}
+
+fn run(mode: Mode, args: &InstallArgs, only: &[String]) -> Result<()> {
+    let cluster = load_cluster(&args.config)?;
+    let verified = open_verified(&args.trust, args.json)?;
+    let manifest = verified.manifest().clone();
+    let bundle_path = own_path()?;
+    let file_bytes = verified.trailer().total_len;
+    let state = state_dir(&args.state_dir, &cluster);
+    let journal_path = state.join("journal.json");
+    let record = BundleRecord {
+        id: verified.id().to_string(),
+        name: manifest.bundle.name.clone(),
+        version: manifest.bundle.version.clone(),
+        file_sha256: None,
+    };
+    let journal = Journal::open(&journal_path, &cluster.name, record)?;
+    let targets: Vec<&Host> = match mode {
+        Mode::Install => cluster.hosts.iter().collect(),
+        Mode::AddNode => add_node_targets(&cluster, &journal, &journal_path, only)?,
+    };
+    let plan = plan::make(
+        mode,
+        &cluster,
+        &targets,
+        &manifest,
+        verified.id().to_string(),
+        file_bytes,
+    )
+    .map_err(|e| anyhow::anyhow!("{}: {e}", bundle_path.display()))?;
+    if args.dry_run {
+        if args.json {
+            println!("{}", serde_json::json!({"type": "plan", "data": &plan}));
+        } else {
+            print!("{}", plan.render());
+            println!("\nDry run: nothing was contacted or changed. Run without --dry-run to install.");
+        }
+        return Ok(());
+    }
+    if targets.is_empty() {
+        println!(
+            "every host of {} is already installed: nothing to add",
+            args.config.display()
+        );
+        return Ok(());
+    }
+    if !args.json {
+        eprint!("{}", plan.render());
+    }
+    confirm(args.yes, &plan)?;
+    let log = Log::open(
+        &state,
+        match mode {
+            Mode::Install => "install.log",
+            Mode::AddNode => "add-node.log",
+        },
+        args.json,
+    )?;
+    log.say(
+        "",
+        "start",
+        &format!(
+            "{} of {} {} to cluster `{}` ({} host(s)); log: {}",
+            match mode {
+                Mode::Install => "install",
+                Mode::AddNode => "add-node",
+            },
+            plan.bundle.name,
+            plan.bundle.version,
+            cluster.name,
+            targets.len(),
+            log.path.display()
+        ),
+    );
+    let connector = transport::SshConnector::new(&targets)?;
+    let engine = engine::Engine::new(engine::Setup {
+        plan: &plan,
+        cluster: &cluster,
+        targets: &targets,
+        manifest: &manifest,
+        connector: &connector,
+        journal,
+        journal_path,
+        state_dir: state,
+        bundle_path,
+        signer: verified.signer().fingerprint().to_string(),
+        log: &log,
+        parallel: args.parallel.max(1),
+    })?;
+    engine.preflight()?;
+    engine.prepare_master(&verified)?;
+    drop(verified);
+    engine.execute()
+}
+
+fn add_node_targets<'a>(
+    cluster: &'a Clusterfile,
+    journal: &Journal,
+    journal_path: &Path,
+    only: &[String],
+) -> Result<Vec<&'a Host>> {
+    if !journal.knows(&cluster.first_master().address.to_string()) {
+        bail!(
+            "no installed cluster here: the journal {} does not record an install on the first master {}; run `install` first",
+            journal_path.display(),
+            cluster.first_master().address
+        );
+    }
+    if only.is_empty() {
+        return Ok(cluster
+            .hosts
+            .iter()
+            .filter(|h| !journal.knows(&h.address.to_string()))
+            .collect());
+    }
+    let mut targets = Vec::new();
+    for a in only {
+        let Some(h) = cluster.by_address(a) else {
+            bail!("--host {a} is not a host of the Clusterfile: add it under [[hosts]] first");
+        };
+        if journal.knows(&h.address.to_string()) {
+            bail!("--host {a} is already part of the cluster (see `status`); add-node only touches new hosts");
+        }
+        if !targets.iter().any(|t: &&Host| t.address == h.address) {
+            targets.push(h);
+        }
+    }
+    Ok(targets)
+}
+
+fn confirm(yes: bool, plan: &plan::Plan) -> Result<()> {
+    if yes {
+        return Ok(());
+    }
+    if !std::io::stdin().is_terminal() {
+        bail!(
+            "refusing to change {} host(s) without confirmation: stdin is not a terminal; add --yes",
+            plan.hosts.len()
+        );
+    }
+    eprint!("\nProceed on {} host(s)? [y/N] ", plan.hosts.len());
+    let mut answer = String::new();
+    std::io::stdin()
+        .read_line(&mut answer)
+        .context("failed to read the answer")?;
+    if !matches!(answer.trim(), "y" | "Y" | "yes") {
+        bail!("cancelled: nothing was changed");
+    }
+    Ok(())
+}
+
+/// `status`: the journal as a table, per host and step.
+pub fn status(args: &StatusArgs) -> Result<()> {
+    let cluster = load_cluster(&args.config)?;
+    let state = state_dir(&args.state_dir, &cluster);
+    let path = state.join("journal.json");
+    let Some(journal) = Journal::load(&path)? else {
+        bail!("nothing installed yet: no journal at {}", path.display());
+    };
+    if args.json {
+        for h in &cluster.hosts {
+            let a = h.address.to_string();
+            let rec = journal.hosts.get(&a);
+            let data = serde_json::json!({
+                "host": a,
+                "roles": plan::role_names(h),
+                "installed": journal.knows(&a),
+                "hostname": rec.and_then(|r| r.hostname.clone()),
+                "steps": rec.map(|r| &r.steps),
+            });
+            println!("{}", serde_json::json!({"type": "host", "data": data}));
+        }
+        return Ok(());
+    }
+    println!(
+        "cluster `{}`: bundle {} {} ({}), journal {}",
+        journal.cluster,
+        journal.bundle.name,
+        journal.bundle.version,
+        plan::short(&journal.bundle.id),
+        path.display()
+    );
+    println!(
+        "{:<16} {:<14} {:<22} {:<10} STEPS",
+        "HOST", "HOSTNAME", "ROLES", "STATE"
+    );
+    for h in &cluster.hosts {
+        let a = h.address.to_string();
+        let rec = journal.hosts.get(&a);
+        let steps = rec.map_or(String::new(), |r| {
+            r.steps
+                .iter()
+                .map(|(k, v)| format!("{k}={}", v.state.as_str()))
+                .collect::<Vec<_>>()
+                .join(" ")
+        });
+        let failed = rec.is_some_and(|r| r.steps.values().any(|s| s.state != StepState::Done));
+        let state = if failed {
+            "FAILED"
+        } else if journal.knows(&a) {
+            "installed"
+        } else {
+            "new"
+        };
+        println!(
+            "{:<16} {:<14} {:<22} {:<10} {steps}",
+            a,
+            rec.and_then(|r| r.hostname.clone()).unwrap_or_else(|| "-".into()),
+            plan::role_names(h).join(","),
+            state
+        );
+        if let Some(r) = rec {
+            for (k, v) in r.steps.iter().filter(|(_, v)| v.state != StepState::Done) {
+                println!("    {k} {} at {}: {}", v.state.as_str(), v.at, v.detail);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `check`: the check hooks on every installed host and the registry, now.
+pub fn check(args: &CheckArgs) -> Result<()> {
+    let cluster = load_cluster(&args.config)?;
+    let verified = open_verified(&args.trust, args.json)?;
+    let manifest = verified.manifest().clone();
+    let state = state_dir(&args.state_dir, &cluster);
+    let journal_path = state.join("journal.json");
+    let Some(journal) = Journal::load(&journal_path)? else {
+        bail!("nothing installed yet: no journal at {}", journal_path.display());
+    };
+    if journal.bundle.id != verified.id().to_string() {
+        bail!(
+            "the cluster was installed from bundle {} ({}); check with that bundle",
+            journal.bundle.version,
+            journal.bundle.id
+        );
+    }
+    let targets: Vec<&Host> = cluster
+        .hosts
+        .iter()
+        .filter(|h| journal.knows(&h.address.to_string()))
+        .collect();
+    let plan = plan::make(
+        Mode::Install,
+        &cluster,
+        &targets,
+        &manifest,
+        verified.id().to_string(),
+        verified.trailer().total_len,
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let log = Log::open(&state, "check.log", args.json)?;
+    let connector = transport::SshConnector::new(&targets)?;
+    let engine = engine::Engine::new(engine::Setup {
+        plan: &plan,
+        cluster: &cluster,
+        targets: &targets,
+        manifest: &manifest,
+        connector: &connector,
+        journal,
+        journal_path,
+        state_dir: state.clone(),
+        bundle_path: own_path()?,
+        signer: verified.signer().fingerprint().to_string(),
+        log: &log,
+        parallel: args.parallel.max(1),
+    })?;
+    drop(verified);
+    engine.check_only(&state.join("bundle"))
+}

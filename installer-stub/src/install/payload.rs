@@ -1,0 +1,208 @@
+//! Payloads: the tars of bundle files each host gets, made once on the master from the
+//! extracted bundle (`<state>/bundle`), byte-for-byte reproducible (entry order of the
+//! manifest, zero times and owners), written atomically with their SHA-256 beside them.
+//! Also the whole bundle file's SHA-256, for the copy on the registry host.
+
+use std::fs::{self, File};
+use std::io::{self, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use bundle_format::digest::Hasher;
+use bundle_format::manifest::{Entry, Manifest};
+
+use super::plan::{in_payload, Payload};
+
+/// A payload tar on the master.
+#[derive(Debug, Clone)]
+pub struct Built {
+    pub path: PathBuf,
+    pub sha256: String,
+    pub size: u64,
+}
+
+struct HashingWriter<W> {
+    inner: W,
+    hasher: Hasher,
+    written: u64,
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.written += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Makes `<dir>/<name>.tar` from the extracted bundle at `tree`, or reuses it when its
+/// recorded digest still matches the file.
+pub fn build(manifest: &Manifest, tree: &Path, payload: &Payload, dir: &Path) -> Result<Built> {
+    let path = dir.join(format!("{}.tar", payload.name));
+    let sum_path = dir.join(format!("{}.tar.sha256", payload.name));
+    if let (Ok(sum), Ok(meta)) = (fs::read_to_string(&sum_path), fs::metadata(&path)) {
+        if let Some((hex, size)) = sum.trim().split_once(' ') {
+            if size.parse::<u64>().ok() == Some(meta.len()) && hex.len() == 64 {
+                return Ok(Built {
+                    path,
+                    sha256: hex.to_string(),
+                    size: meta.len(),
+                });
+            }
+        }
+    }
+    fs::create_dir_all(dir).with_context(|| format!("failed to create {}", dir.display()))?;
+    let tmp = dir.join(format!(".{}.tar.{}.tmp", payload.name, std::process::id()));
+    let result = (|| -> Result<Built> {
+        let file = File::create(&tmp).with_context(|| format!("failed to create {}", tmp.display()))?;
+        let writer = HashingWriter {
+            inner: io::BufWriter::with_capacity(1 << 20, file),
+            hasher: Hasher::new(),
+            written: 0,
+        };
+        let mut tar = tar::Builder::new(writer);
+        for entry in &manifest.entries {
+            if !in_payload(entry.path(), &payload.prefixes) {
+                continue;
+            }
+            append(&mut tar, tree, entry)
+                .with_context(|| format!("failed to add {} to the {} payload", entry.path(), payload.name))?;
+        }
+        let mut writer = tar.into_inner().context("failed to finish the payload tar")?;
+        writer.flush()?;
+        let HashingWriter {
+            inner, hasher, written, ..
+        } = writer;
+        let file = inner.into_inner().map_err(|e| e.into_error())?;
+        file.sync_all()?;
+        let sha256 = hasher.finish().hex();
+        fs::rename(&tmp, &path)?;
+        crate::install::write_atomic(&sum_path, format!("{sha256} {written}\n").as_bytes())?;
+        Ok(Built {
+            path: path.clone(),
+            sha256,
+            size: written,
+        })
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result.with_context(|| format!("failed to make the payload {}", path.display()))
+}
+
+fn append<W: Write>(tar: &mut tar::Builder<W>, tree: &Path, entry: &Entry) -> Result<()> {
+    let mut header = tar::Header::new_gnu();
+    header.set_mtime(0);
+    header.set_uid(0);
+    header.set_gid(0);
+    match entry {
+        Entry::Dir { path, mode } => {
+            header.set_entry_type(tar::EntryType::Directory);
+            header.set_mode(*mode);
+            header.set_size(0);
+            tar.append_data(&mut header, format!("{path}/"), io::empty())?;
+        }
+        Entry::File { path, mode, size, .. } => {
+            let file =
+                File::open(tree.join(path)).with_context(|| format!("failed to open {}", tree.join(path).display()))?;
+            header.set_entry_type(tar::EntryType::Regular);
+            header.set_mode(*mode);
+            header.set_size(*size);
+            tar.append_data(&mut header, path, BufReader::with_capacity(1 << 20, file).take(*size))?;
+        }
+        Entry::Symlink { path, target } => {
+            header.set_entry_type(tar::EntryType::Symlink);
+            header.set_mode(0o777);
+            header.set_size(0);
+            tar.append_link(&mut header, path, target)?;
+        }
+    }
+    Ok(())
+}
+
+/// SHA-256 (hex) of a whole file, streamed.
+pub fn file_sha256(path: &Path) -> Result<String> {
+    let mut file = File::open(path).with_context(|| format!("failed to open {}", path.display()))?;
+    let mut hasher = Hasher::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file
+            .read(&mut buf)
+            .with_context(|| format!("failed to read {}", path.display()))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hasher.finish().hex())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bundle_format::manifest::Data;
+
+    #[test]
+    fn tars_are_reproducible_and_reused() {
+        let tree = tempfile::tempdir().unwrap();
+        fs::create_dir_all(tree.path().join("rootfs/bin")).unwrap();
+        fs::write(tree.path().join("rootfs/bin/tool"), b"#!/bin/sh\n").unwrap();
+        fs::write(tree.path().join("charts.yaml"), b"x").unwrap();
+        let mut m: Manifest = serde_json::from_str(
+            r#"{"format_version":1,"bundle":{"name":"a","version":"1","created":"2026-01-01T00:00:00Z","labels":{},"env":{},"apps":[],"launch":null,"bases":[]},
+            "stub":{"sha256":"sha256:0000000000000000000000000000000000000000000000000000000000000000","size":0},"frames":[],"blobs":[],"images":[],"entries":[]}"#,
+        )
+        .unwrap();
+        m.entries = vec![
+            Entry::File {
+                path: "charts.yaml".into(),
+                mode: 0o644,
+                size: 1,
+                sha256: bundle_format::Digest::of(b"x"),
+                data: Data::Stream(0),
+            },
+            Entry::Dir {
+                path: "rootfs".into(),
+                mode: 0o755,
+            },
+            Entry::Dir {
+                path: "rootfs/bin".into(),
+                mode: 0o755,
+            },
+            Entry::File {
+                path: "rootfs/bin/tool".into(),
+                mode: 0o755,
+                size: 10,
+                sha256: bundle_format::Digest::of(b"#!/bin/sh\n"),
+                data: Data::Stream(1),
+            },
+        ];
+        let p = Payload {
+            name: "node".into(),
+            prefixes: vec!["rootfs/".into()],
+            files: 1,
+            bytes: 10,
+        };
+        let out1 = tempfile::tempdir().unwrap();
+        let out2 = tempfile::tempdir().unwrap();
+        let a = build(&m, tree.path(), &p, out1.path()).unwrap();
+        let b = build(&m, tree.path(), &p, out2.path()).unwrap();
+        assert_eq!(a.sha256, b.sha256);
+        assert_eq!(a.sha256, file_sha256(&a.path).unwrap());
+        let names: Vec<String> = tar::Archive::new(File::open(&a.path).unwrap())
+            .entries()
+            .unwrap()
+            .map(|e| e.unwrap().path().unwrap().display().to_string())
+            .collect();
+        assert_eq!(names, ["rootfs/", "rootfs/bin/", "rootfs/bin/tool"]);
+        // A second build reuses the file (its digest is recorded beside it).
+        let before = fs::metadata(&a.path).unwrap().modified().unwrap();
+        let again = build(&m, tree.path(), &p, out1.path()).unwrap();
+        assert_eq!(again.sha256, a.sha256);
+        assert_eq!(fs::metadata(&a.path).unwrap().modified().unwrap(), before);
+    }
+}

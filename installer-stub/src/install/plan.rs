@@ -1,0 +1,595 @@
+//! The install plan, computed as data before anything is done: which hosts, which steps in which
+//! order, which files go where. `install --dry-run` prints it (`--json` as one JSON line), and
+//! execution walks it; the journal records its steps by name.
+//!
+//! Phases, in order:
+//! 1. `registry`: the bundle file goes to the registry host (image blobs stay inside it) and its
+//!    registry starts there as a service.
+//! 2. `copy`: every master and node gets its payload (`master.tar`: every file of the bundle but
+//!    `hooks/`; `node.tar`: `rootfs/` only), checked by digest and unpacked into
+//!    `<root>/files`, plus containerd mirror configuration in `<root>/certs.d`.
+//! 3. `prepare` hooks on every master and node, in parallel, right after its copy.
+//! 4. `init` hooks on the first master; 5. `join-master` hooks on the other masters, one at a
+//!    time; 6. `join-node` hooks on hosts with only the node role, in parallel.
+//! 7. `launch`: the Kubefile's LAUNCH or CMD on the first master.
+//! 8. `check` hooks on every host, and the registry answering for every image.
+
+use std::collections::BTreeSet;
+
+use bundle_format::manifest::{Entry, Launch, Manifest};
+use bundle_format::reference::Reference;
+use serde::Serialize;
+
+use crate::clusterfile::{Clusterfile, Host, Role};
+
+/// Where everything lives on a host (and on the master) for one cluster.
+pub fn remote_root(cluster: &str) -> String {
+    format!("/var/lib/delivery/{cluster}")
+}
+
+/// Hook phases, in the order they run.
+pub const HOOK_PHASES: [&str; 5] = ["prepare", "init", "join-master", "join-node", "check"];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Every master and node: `install`.
+    Install,
+    /// Only hosts the journal does not know: `add-node`.
+    AddNode,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    pub mode: Mode,
+    pub cluster: String,
+    pub bundle: BundleSummary,
+    /// `/var/lib/delivery/<cluster>` on every host, the master included.
+    pub root: String,
+    pub registry: RegistryPlan,
+    pub payloads: Vec<Payload>,
+    pub hooks: Vec<Hook>,
+    /// Shell commands the first master runs at the end (from LAUNCH or CMD).
+    pub launch: Vec<String>,
+    pub hosts: Vec<HostPlan>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BundleSummary {
+    pub name: String,
+    pub version: String,
+    pub id: String,
+    pub file_bytes: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RegistryPlan {
+    pub host: String,
+    pub endpoint: String,
+    /// Upstream registries the bundle carries images of: each gets a containerd mirror entry.
+    pub domains: Vec<String>,
+    pub images: usize,
+    /// Where the bundle file goes on the registry host.
+    pub bundle_path: String,
+}
+
+/// One tar of bundle files, made on the master, unpacked into `<root>/files` on a host.
+#[derive(Debug, Clone, Serialize)]
+pub struct Payload {
+    /// `master` or `node`.
+    pub name: String,
+    /// Entry path prefixes it holds (`""` = every entry but hooks).
+    pub prefixes: Vec<String>,
+    pub files: usize,
+    pub bytes: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Hook {
+    pub phase: String,
+    /// Entry path in the bundle: `hooks/prepare/10-containerd.sh`.
+    pub path: String,
+}
+
+impl Hook {
+    /// The journal's step name.
+    pub fn step(&self) -> String {
+        format!("hook:{}", self.path.trim_start_matches("hooks/"))
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct HostPlan {
+    pub address: String,
+    pub roles: Vec<String>,
+    pub payload: Option<String>,
+    /// Step names in the order they run on this host.
+    pub steps: Vec<String>,
+}
+
+pub fn role_names(host: &Host) -> Vec<String> {
+    host.roles
+        .iter()
+        .map(|r| match r {
+            Role::Master => "master",
+            Role::Node => "node",
+            Role::Registry => "registry",
+        })
+        .map(String::from)
+        .collect()
+}
+
+/// Whether `phase` hooks run on this host: `init` on the first master, `join-master` on other
+/// masters, `join-node` on hosts with the node role but not the master role.
+pub fn hook_runs_on(phase: &str, host: &Host, first_master: bool) -> bool {
+    let master = host.has_role(Role::Master);
+    let node = host.has_role(Role::Node);
+    match phase {
+        "prepare" | "check" => master || node,
+        "init" => first_master,
+        "join-master" => master && !first_master,
+        "join-node" => node && !master,
+        _ => false,
+    }
+}
+
+/// The hooks a bundle carries: `hooks/<phase>/<name>`, by phase then name. Other files under
+/// `hooks/` are an error, so a typo in a phase name is not silently ignored.
+pub fn hooks(manifest: &Manifest) -> Result<Vec<Hook>, String> {
+    let mut hooks = Vec::new();
+    for e in &manifest.entries {
+        let Entry::File { path, .. } = e else { continue };
+        let Some(rest) = path.strip_prefix("hooks/") else {
+            continue;
+        };
+        let Some((phase, name)) = rest.split_once('/') else {
+            return Err(format!(
+                "bundle file `{path}` is directly under hooks/: hooks go in hooks/<phase>/, phases: {}",
+                HOOK_PHASES.join(", ")
+            ));
+        };
+        if !HOOK_PHASES.contains(&phase) || name.contains('/') {
+            return Err(format!(
+                "bundle file `{path}` is not in a hook phase directory: hooks go in hooks/<phase>/NAME, phases: {}",
+                HOOK_PHASES.join(", ")
+            ));
+        }
+        hooks.push(Hook {
+            phase: phase.to_string(),
+            path: path.clone(),
+        });
+    }
+    hooks.sort_by_key(|h| (HOOK_PHASES.iter().position(|p| *p == h.phase), h.path.clone()));
+    Ok(hooks)
+}
+
+/// The shell commands of LAUNCH (each app applied with kubectl, or installed with helm when it
+/// is a chart) or CMD.
+pub fn launch_commands(manifest: &Manifest) -> Vec<String> {
+    match &manifest.bundle.launch {
+        None => Vec::new(),
+        Some(Launch::Cmds(cmds)) => cmds.clone(),
+        Some(Launch::Apps(apps)) => apps
+            .iter()
+            .map(|name| {
+                let dir = format!("application/apps/{name}");
+                let chart = manifest.entries.iter().any(|e| e.path() == format!("{dir}/Chart.yaml"));
+                if chart {
+                    format!("helm upgrade --install {name} {dir} --namespace {name} --create-namespace --wait")
+                } else {
+                    format!("kubectl apply -f {dir}")
+                }
+            })
+            .collect(),
+    }
+}
+
+fn payload(manifest: &Manifest, name: &str, prefixes: &[&str]) -> Payload {
+    let (mut files, mut bytes) = (0, 0);
+    for e in &manifest.entries {
+        if in_payload(e.path(), prefixes) {
+            if let Entry::File { size, .. } = e {
+                files += 1;
+                bytes += size;
+            }
+        }
+    }
+    Payload {
+        name: name.to_string(),
+        prefixes: prefixes.iter().map(|p| p.to_string()).collect(),
+        files,
+        bytes,
+    }
+}
+
+/// Whether an entry goes into a payload with these prefixes (`""` = all but hooks).
+pub fn in_payload(path: &str, prefixes: &[impl AsRef<str>]) -> bool {
+    if path == "hooks" || path.starts_with("hooks/") {
+        return false;
+    }
+    prefixes.iter().any(|p| {
+        let p = p.as_ref();
+        p.is_empty() || path == p.trim_end_matches('/') || path.starts_with(p)
+    })
+}
+
+/// Computes the plan for these target hosts (all of them for `install`).
+pub fn make(
+    mode: Mode,
+    cluster: &Clusterfile,
+    targets: &[&Host],
+    manifest: &Manifest,
+    id: String,
+    file_bytes: u64,
+) -> Result<Plan, String> {
+    let root = remote_root(&cluster.name);
+    let hooks = hooks(manifest)?;
+    let domains: BTreeSet<String> = manifest
+        .images
+        .iter()
+        .filter_map(|i| i.name.parse::<Reference>().ok().map(|r| r.registry))
+        .collect();
+    let registry_host = cluster.registry_host();
+    let payloads = vec![
+        payload(manifest, "master", &[""]),
+        payload(manifest, "node", &["rootfs/"]),
+    ];
+    let launch = launch_commands(manifest);
+    let first = cluster.first_master().address.clone();
+    let hosts = targets
+        .iter()
+        .map(|h| {
+            let is_first = h.address == first;
+            let mut steps = Vec::new();
+            if mode == Mode::Install && h.address == registry_host.address {
+                steps.push("registry".to_string());
+            }
+            let payload = if h.has_role(Role::Master) {
+                Some("master".to_string())
+            } else if h.has_role(Role::Node) {
+                Some("node".to_string())
+            } else {
+                None
+            };
+            if payload.is_some() {
+                steps.push("copy".to_string());
+            }
+            for hook in &hooks {
+                if hook.phase == "check" || !hook_runs_on(&hook.phase, h, is_first) {
+                    continue;
+                }
+                if mode == Mode::AddNode && hook.phase == "init" {
+                    continue;
+                }
+                steps.push(hook.step());
+            }
+            if mode == Mode::Install && is_first && !launch.is_empty() {
+                steps.push("launch".to_string());
+            }
+            steps.push("check".to_string());
+            HostPlan {
+                address: h.address.to_string(),
+                roles: role_names(h),
+                payload,
+                steps,
+            }
+        })
+        .collect();
+    Ok(Plan {
+        mode,
+        cluster: cluster.name.clone(),
+        bundle: BundleSummary {
+            name: manifest.bundle.name.clone(),
+            version: manifest.bundle.version.clone(),
+            id,
+            file_bytes,
+        },
+        registry: RegistryPlan {
+            host: registry_host.address.to_string(),
+            endpoint: format!(
+                "{}:{}",
+                endpoint_host(&cluster.registry.host.to_string()),
+                cluster.registry.port
+            ),
+            domains: domains.into_iter().collect(),
+            images: manifest.images.len(),
+            bundle_path: format!("{root}/bundle.run"),
+        },
+        root,
+        payloads,
+        hooks,
+        launch,
+        hosts,
+    })
+}
+
+/// An address as the host part of `HOST:PORT` (IPv6 in brackets).
+pub fn endpoint_host(address: &str) -> String {
+    if address.contains(':') {
+        format!("[{address}]")
+    } else {
+        address.to_string()
+    }
+}
+
+impl Plan {
+    pub fn payload(&self, name: &str) -> &Payload {
+        self.payloads
+            .iter()
+            .find(|p| p.name == name)
+            .expect("payload names come from the plan")
+    }
+
+    pub fn hooks_of<'p>(&'p self, phase: &'p str) -> impl Iterator<Item = &'p Hook> + 'p {
+        self.hooks.iter().filter(move |h| h.phase == phase)
+    }
+
+    /// The plan for people: what goes where, in which order.
+    pub fn render(&self) -> String {
+        use std::fmt::Write;
+        let mut s = String::new();
+        let verb = match self.mode {
+            Mode::Install => "install",
+            Mode::AddNode => "add-node",
+        };
+        let _ = writeln!(
+            s,
+            "Plan: {verb} {} {} (bundle {}) on cluster `{}`, {} host(s)",
+            self.bundle.name,
+            self.bundle.version,
+            short(&self.bundle.id),
+            self.cluster,
+            self.hosts.len()
+        );
+        let _ = writeln!(s, "\nFiles (every host keeps them under {}):", self.root);
+        if self.hosts.iter().any(|h| h.steps.iter().any(|s| s == "registry")) {
+            let _ = writeln!(
+                s,
+                "  {:<12} {:>10}  -> {} on {}; serves {} image(s) of {} on {}",
+                "bundle file",
+                terminal::bytes(self.bundle.file_bytes),
+                self.registry.bundle_path,
+                self.registry.host,
+                self.registry.images,
+                if self.registry.domains.is_empty() {
+                    "no registry".to_string()
+                } else {
+                    self.registry.domains.join(", ")
+                },
+                self.registry.endpoint
+            );
+        }
+        for p in &self.payloads {
+            let to: Vec<&str> = self
+                .hosts
+                .iter()
+                .filter(|h| h.payload.as_deref() == Some(&p.name))
+                .map(|h| h.address.as_str())
+                .collect();
+            if to.is_empty() {
+                continue;
+            }
+            let what = if p.prefixes == [""] {
+                "every file but hooks/".to_string()
+            } else {
+                p.prefixes.join(", ")
+            };
+            let _ = writeln!(
+                s,
+                "  {:<12} {:>10}  {} file(s) ({what}) -> {}/files on {}",
+                format!("{}.tar", p.name),
+                terminal::bytes(p.bytes),
+                p.files,
+                self.root,
+                to.join(", ")
+            );
+        }
+        let _ = writeln!(
+            s,
+            "  {:<12} {:>10}  containerd hosts.toml per registry -> {}/certs.d on every master and node",
+            "mirror", "", self.root
+        );
+        let _ = writeln!(s, "\nSteps, in order:");
+        let registry = self.hosts.iter().filter(|h| h.steps.iter().any(|s| s == "registry"));
+        for h in registry {
+            let _ = writeln!(s, "  registry     on {}: start the registry service", h.address);
+        }
+        let copy: Vec<&str> = self
+            .hosts
+            .iter()
+            .filter(|h| h.payload.is_some())
+            .map(|h| h.address.as_str())
+            .collect();
+        if !copy.is_empty() {
+            let _ = writeln!(s, "  copy         on {} (in parallel)", copy.join(", "));
+        }
+        for phase in HOOK_PHASES {
+            let hooks: Vec<&str> = self.hooks_of(phase).map(|h| h.path.as_str()).collect();
+            let on: Vec<&str> = self
+                .hosts
+                .iter()
+                .filter(|h| h.steps.iter().any(|s| s.starts_with(&format!("hook:{phase}/"))))
+                .map(|h| h.address.as_str())
+                .collect();
+            if phase == "check" || hooks.is_empty() || on.is_empty() {
+                continue;
+            }
+            let order = match phase {
+                "join-master" => "one at a time",
+                "init" => "first master",
+                _ => "in parallel",
+            };
+            let _ = writeln!(s, "  {phase:<12} on {} ({order}): {}", on.join(", "), hooks.join(", "));
+        }
+        if let Some(h) = self.hosts.iter().find(|h| h.steps.iter().any(|s| s == "launch")) {
+            for cmd in &self.launch {
+                let _ = writeln!(s, "  launch       on {}: {cmd}", h.address);
+            }
+        }
+        let checks: Vec<&str> = self.hooks_of("check").map(|h| h.path.as_str()).collect();
+        let _ = writeln!(
+            s,
+            "  check        on every host{}; the registry answers for every image",
+            if checks.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", checks.join(", "))
+            }
+        );
+        let _ = writeln!(s, "\nHosts:");
+        for h in &self.hosts {
+            let _ = writeln!(
+                s,
+                "  {:<16} {:<22} {}",
+                h.address,
+                h.roles.join(","),
+                h.steps.join(" > ")
+            );
+        }
+        s
+    }
+}
+
+/// `sha256:0123456789ab` for people.
+pub fn short(id: &str) -> &str {
+    &id[..id.len().min(19)]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bundle_format::manifest::{BundleInfo, Image};
+    use std::path::Path;
+
+    fn manifest(entries: &[&str], launch: Option<Launch>) -> Manifest {
+        let mut m: Manifest = serde_json::from_str(
+            r#"{"format_version":1,"bundle":{"name":"app","version":"1.0","created":"2026-01-01T00:00:00Z","labels":{},"env":{},"apps":[],"launch":null,"bases":[]},
+            "stub":{"sha256":"sha256:0000000000000000000000000000000000000000000000000000000000000000","size":0},"frames":[],"blobs":[],"images":[],"entries":[]}"#,
+        )
+        .unwrap_or_else(|e| panic!("test manifest: {e}"));
+        let _: &BundleInfo = &m.bundle;
+        m.bundle.launch = launch;
+        for p in entries {
+            m.entries.push(Entry::File {
+                path: p.to_string(),
+                mode: 0o644,
+                size: 10,
+                sha256: bundle_format::Digest::of(p.as_bytes()),
+                data: bundle_format::manifest::Data::Stream(0),
+            });
+        }
+        m.images.push(Image {
+            name: "docker.io/library/busybox:1.36".into(),
+            digest: bundle_format::Digest::of(b"x"),
+            media_type: "application/vnd.oci.image.index.v1+json".into(),
+            size: 1,
+            platforms: vec![],
+            source: String::new(),
+        });
+        m
+    }
+
+    fn cluster(text: &str) -> Clusterfile {
+        crate::clusterfile::parse(Path::new("cluster.toml"), text).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    const THREE: &str = r#"
+name = "prod"
+[[hosts]]
+addresses = ["10.0.0.1"]
+roles = ["master", "registry"]
+[[hosts]]
+addresses = ["10.0.0.2"]
+roles = ["master"]
+[[hosts]]
+addresses = ["10.0.0.3-4"]
+roles = ["node"]
+"#;
+
+    #[test]
+    fn steps_follow_roles_and_phases() {
+        let c = cluster(THREE);
+        let m = manifest(
+            &[
+                "hooks/check/10-ok.sh",
+                "hooks/init/10-init.sh",
+                "hooks/join-master/10-jm.sh",
+                "hooks/join-node/10-jn.sh",
+                "hooks/prepare/10-a.sh",
+                "hooks/prepare/20-b.sh",
+                "rootfs/bin/x",
+            ],
+            Some(Launch::Cmds(vec!["echo hi".into()])),
+        );
+        let targets: Vec<&Host> = c.hosts.iter().collect();
+        let p = make(Mode::Install, &c, &targets, &m, "sha256:ab".into(), 100).unwrap();
+        let steps: Vec<String> = p.hosts.iter().map(|h| h.steps.join(" ")).collect();
+        assert_eq!(
+            steps,
+            [
+                "registry copy hook:prepare/10-a.sh hook:prepare/20-b.sh hook:init/10-init.sh launch check",
+                "copy hook:prepare/10-a.sh hook:prepare/20-b.sh hook:join-master/10-jm.sh check",
+                "copy hook:prepare/10-a.sh hook:prepare/20-b.sh hook:join-node/10-jn.sh check",
+                "copy hook:prepare/10-a.sh hook:prepare/20-b.sh hook:join-node/10-jn.sh check",
+            ]
+        );
+        assert_eq!(p.hosts[0].payload.as_deref(), Some("master"));
+        assert_eq!(p.hosts[2].payload.as_deref(), Some("node"));
+        assert_eq!(p.payload("node").files, 1);
+        assert_eq!(p.payload("master").files, 1, "hooks are not copied");
+        assert_eq!(p.registry.endpoint, "10.0.0.1:5000");
+        assert_eq!(p.registry.domains, ["docker.io"]);
+        let text = p.render();
+        assert!(text.contains("join-master  on 10.0.0.2 (one at a time)"), "{text}");
+        assert!(text.contains("launch       on 10.0.0.1: echo hi"), "{text}");
+    }
+
+    #[test]
+    fn add_node_skips_init_registry_and_launch() {
+        let c = cluster(THREE);
+        let m = manifest(
+            &["hooks/init/1.sh", "hooks/join-node/1.sh"],
+            Some(Launch::Cmds(vec!["x".into()])),
+        );
+        let targets: Vec<&Host> = c.hosts.iter().skip(3).collect();
+        let p = make(Mode::AddNode, &c, &targets, &m, "sha256:ab".into(), 1).unwrap();
+        assert_eq!(p.hosts.len(), 1);
+        assert_eq!(p.hosts[0].steps, ["copy", "hook:join-node/1.sh", "check"]);
+    }
+
+    #[test]
+    fn misplaced_hooks_are_errors() {
+        let c = cluster(THREE);
+        let targets: Vec<&Host> = c.hosts.iter().collect();
+        for bad in ["hooks/x.sh", "hooks/preapre/1.sh", "hooks/init/sub/1.sh"] {
+            let m = manifest(&[bad], None);
+            let e = make(Mode::Install, &c, &targets, &m, "i".into(), 1).unwrap_err();
+            assert!(e.contains(bad) && e.contains("join-master"), "{e}");
+        }
+    }
+
+    #[test]
+    fn launch_apps_become_kubectl_or_helm() {
+        let m = manifest(
+            &["application/apps/web/Chart.yaml", "application/apps/db/db.yaml"],
+            Some(Launch::Apps(vec!["db".into(), "web".into()])),
+        );
+        assert_eq!(
+            launch_commands(&m),
+            [
+                "kubectl apply -f application/apps/db",
+                "helm upgrade --install web application/apps/web --namespace web --create-namespace --wait"
+            ]
+        );
+    }
+
+    #[test]
+    fn payload_membership() {
+        assert!(in_payload("rootfs/bin/x", &["rootfs/"]));
+        assert!(in_payload("rootfs", &["rootfs/"]));
+        assert!(!in_payload("rootfsx/a", &["rootfs/"]));
+        assert!(in_payload("charts/a", &[""]));
+        assert!(!in_payload("hooks/init/a.sh", &[""]));
+        assert!(!in_payload("hooks", &[""]));
+    }
+}
