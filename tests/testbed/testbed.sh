@@ -107,9 +107,12 @@ sshd_answers() { # IP: does port 22 accept a TCP connection within 1 s
 }
 
 # --- one host --------------------------------------------------------------------------------
-# The init script runs inside `ip netns exec dlv-nodeI unshare --mount --uts`: every step execs,
-# so its PID ends up being sshd's. Writes to /etc ... /srv land in DIR/nodeI/up, never on the
-# machine; /run and /tmp are fresh tmpfs at every start.
+# The init script runs inside `nsenter --net=/run/netns/dlv-nodeI unshare --mount --uts`: every
+# step execs, so its PID ends up being sshd's. nsenter, not `ip netns exec`: the latter remounts
+# /sys for the namespace, which hides /sys/fs/cgroup (runc, containerd and kubelet need it);
+# init.sh mounts the host's own sysfs itself and moves the cgroup mounts onto it. Writes to
+# /etc ... /srv land in DIR/nodeI/up, never on the machine; /run and /tmp are fresh tmpfs at
+# every start.
 write_init() {
   local i=$1 d="$DIR/node$1"
   cat >"$d/init.sh" <<EOF
@@ -119,6 +122,14 @@ for m in ${OVERLAYS[*]}; do
   mount -t overlay "node$i-\$m" -o "lowerdir=/\$m,upperdir=\$D/up/\$m,workdir=\$D/wk/\$m" "/\$m"
 done
 hostname node$i
+# A sysfs of our own shows this host's network devices (eth0, lo), like \`ip netns exec\` does;
+# carry the machine's cgroup mounts over onto it (runc and containerd need them).
+cg=\$(mktemp -d /var/tmp/.testbed-cg.XXXXXX)
+mount --rbind /sys/fs/cgroup "\$cg"
+umount -l /sys
+mount -t sysfs "node$i-sys" /sys
+mount --move "\$cg" /sys/fs/cgroup
+rmdir "\$cg"
 . '$DIR/hosts.env'
 # Configuration comes from DIR, which /tmp's tmpfs may hide: copy it into the node's /etc first.
 install -d -m 0755 /etc/ssh/testbed
@@ -132,6 +143,9 @@ sed -i '/pam_unix.so/{/nodelay/!s/\$/ nodelay/}' /etc/pam.d/common-auth
 id ops >/dev/null 2>&1 || useradd -m -s /bin/bash ops
 id ops2 >/dev/null 2>&1 || useradd -m -s /bin/bash ops2
 printf 'root:%s\nops:%s\nops2:%s\n' "\$NODE${i}_ROOT_PASSWORD" "\$OPS_PASSWORD" "\$OPS2_PASSWORD" | chpasswd
+# The machine's /root/.bashrc (pyenv) would run at every SSH command (Debian's bash reads it
+# for sshd): once it stalled every host for a minute on pyenv's lock. Hosts get a plain one.
+printf '# test bed host\n' >/root/.bashrc
 install -d -m 0750 /etc/sudoers.d
 printf 'ops ALL=(ALL) NOPASSWD:ALL\nops2 ALL=(ALL) ALL\n' >/etc/sudoers.d/testbed
 chmod 0440 /etc/sudoers.d/testbed
@@ -153,21 +167,48 @@ start_host() {
   local i=$1 d="$DIR/node$1"
   [ -z "$(ip netns pids "$(ns "$i")" 2>/dev/null)" ] || die "node$i is already running; kill it first"
   write_init "$i"
-  setsid ip netns exec "$(ns "$i")" unshare --mount --uts --propagation private \
+  setsid nsenter --net="/run/netns/$(ns "$i")" unshare --mount --uts --propagation private \
     bash "$d/init.sh" </dev/null >>"$d/sshd.log" 2>&1 9>&- &
+}
+
+descendants() { # PID...: these PIDs and every process below them (read from /proc)
+  local f line pid rest
+  declare -A parent=() keep=()
+  for f in /proc/[0-9]*/stat; do
+    read -r line <"$f" 2>/dev/null || continue
+    pid=${f#/proc/}; pid=${pid%/stat}
+    rest=${line##*) }; rest=${rest#* }; parent[$pid]=${rest%% *}
+  done
+  for pid in "$@"; do keep[$pid]=1; done
+  local changed=1
+  while [ $changed = 1 ]; do
+    changed=0
+    for pid in "${!parent[@]}"; do
+      if [ -z "${keep[$pid]:-}" ] && [ -n "${keep[${parent[$pid]}]:-}" ]; then keep[$pid]=1; changed=1; fi
+    done
+  done
+  echo "${!keep[@]}"
 }
 
 kill_host() { # kill -9 every process of the namespace; wait until the kernel lists none
   local n; n=$(ns "$1")
   ip netns list 2>/dev/null | grep -qw "^$n" || return 0
-  local t
+  # Containers a host started (runc) have their own network namespace, so `ip netns pids` misses
+  # them: take every descendant of the host's processes too, before killing their parents
+  # orphans them.
+  local t others pids p line
+  others=$(descendants $(ip netns pids "$n" 2>/dev/null || true))
   for t in $(seq 1 100); do
-    local pids; pids=$(ip netns pids "$n" 2>/dev/null || true)
-    [ -n "$pids" ] || return 0
+    pids=$(ip netns pids "$n" 2>/dev/null || true)
+    for p in $others; do # still alive (a zombie waits for PID 1 and is gone for our purposes)
+      read -r line <"/proc/$p/stat" 2>/dev/null || continue
+      line=${line##*) }; [ "${line%% *}" = Z ] || pids+=" $p"
+    done
+    [ -n "${pids// /}" ] || return 0
     kill -9 $pids 2>/dev/null || true
     sleep 0.05
   done
-  die "processes of node$1 did not go away: $(ip netns pids "$n" | tr '\n' ' ')"
+  die "processes of node$1 did not go away: $pids"
 }
 
 wait_sshd() { # I...: wait up to 15 s for every listed host

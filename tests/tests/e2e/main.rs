@@ -7,6 +7,7 @@ mod support;
 mod base_bundle;
 mod hostile;
 mod images;
+mod install;
 mod kubefile_errors;
 mod registry;
 mod round_trip;

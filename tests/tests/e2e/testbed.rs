@@ -143,6 +143,41 @@ impl Testbed {
             .arg(cmd))
     }
 
+    /// The PID of host `i`'s sshd listener: entering its namespaces (`nsenter -t PID -n -m -u`)
+    /// is being on that host.
+    pub fn pid(&self, i: usize) -> u32 {
+        let out = ok(Command::new("ip").args(["netns", "pids", &format!("dlv-node{i}")]));
+        let pids: Vec<u32> = String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .filter_map(|p| p.parse().ok())
+            .collect();
+        let comm = |p: u32| fs::read_to_string(format!("/proc/{p}/comm")).unwrap_or_default();
+        let parent = |p: u32| -> u32 {
+            let stat = fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default();
+            let rest = stat.rsplit_once(") ").map_or("", |(_, r)| r);
+            rest.split_whitespace().nth(1).and_then(|x| x.parse().ok()).unwrap_or(0)
+        };
+        pids.iter()
+            .copied()
+            .find(|&p| comm(p).trim() == "sshd" && comm(parent(p)).trim() != "sshd")
+            .unwrap_or_else(|| panic!("node{i} has no sshd listener among {pids:?}"))
+    }
+
+    /// A command that runs `program` on host `i` (in its network, mount and UTS namespaces).
+    pub fn on(&self, i: usize, program: &Path) -> Command {
+        let mut cmd = Command::new("nsenter");
+        cmd.arg("-t")
+            .arg(self.pid(i).to_string())
+            .args(["-n", "-m", "-u", "--"])
+            .arg(program);
+        cmd
+    }
+
+    /// Where host `i`'s writes under `/var`, `/etc`, ... land, seen from the machine.
+    pub fn upper(&self, i: usize) -> PathBuf {
+        self.dir.join(format!("node{i}/up"))
+    }
+
     /// Take the bed down now (Drop then does nothing); the turn is kept until the guard drops.
     pub fn down(&mut self) -> Output {
         self.is_down = true;

@@ -1,0 +1,475 @@
+//! `install`, `status`, `check` and `add-node` on the SSH test bed, from a master that is one of
+//! the hosts (the installer runs inside node1's namespaces): a bundle whose rootfs carries
+//! containerd, its shim and runc from Debian's packages and whose hooks start them with the
+//! generated mirror configuration; every host pulls busybox by its original name from node1's
+//! registry and runs it. Then the faults: a dead host at preflight, SIGKILL during the copy, a
+//! link cut mid-install, a changed host key, a wrong password. Needs root.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use crate::support::*;
+use crate::testbed::Testbed;
+
+const CLUSTER: &str = "e2e";
+
+/// The fixture bundle (tests/fixtures/cluster-bundle), built once per test process, with the
+/// public key that verifies it.
+fn cluster_bundle() -> &'static (PathBuf, PathBuf) {
+    static BUNDLE: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
+    BUNDLE.get_or_init(|| {
+        let work = workspace().join(format!("target/e2e-install/{}/bundle", std::process::id()));
+        let _ = fs::remove_dir_all(&work);
+        fs::create_dir_all(&work).unwrap();
+        let ctx = work.join("context");
+        ok(Command::new("cp")
+            .arg("-r")
+            .arg(workspace().join("tests/fixtures/cluster-bundle"))
+            .arg(&ctx));
+        ok(Command::new(ctx.join("fetch-runtime.sh")).arg(&ctx));
+        let keys = keygen(&work, "vendor");
+        let out = work.join("cluster.run");
+        let source = format!("busybox={}", fixture_layouts().join("busybox").display());
+        let cache = work.join("cache");
+        build_ok(
+            &ctx.join("Kubefile"),
+            Some(&ctx),
+            &keys.private,
+            &out,
+            &["--image-source", &source, "--cache-dir", cache.to_str().unwrap()],
+        );
+        (out, keys.public)
+    })
+}
+
+/// A directory for one test's Clusterfile, key and known_hosts, visible from inside the hosts
+/// (the bed's own directory is hidden from them).
+fn scratch(name: &str) -> PathBuf {
+    let d = workspace().join(format!("target/e2e-install/{}/{name}", std::process::id()));
+    let _ = fs::remove_dir_all(&d);
+    fs::create_dir_all(&d).unwrap();
+    d
+}
+
+struct Setup {
+    dir: PathBuf,
+    config: PathBuf,
+    known_hosts: PathBuf,
+}
+
+/// Copies the bed's client key and known_hosts into `dir` and writes a Clusterfile with
+/// `hosts` (TOML `[[hosts]]` tables) after the common head.
+fn setup(bed: &Testbed, dir: &Path, hosts: &str) -> Setup {
+    let key = dir.join("id_ed25519");
+    fs::copy(bed.key_path(), &key).unwrap();
+    let known_hosts = dir.join("known_hosts");
+    fs::copy(bed.known_hosts(), &known_hosts).unwrap();
+    let config = dir.join("cluster.toml");
+    fs::write(
+        &config,
+        format!(
+            "name = \"{CLUSTER}\"\n[ssh]\nuser = \"root\"\nprivate_key = \"{}\"\nhost_key_policy = \"strict\"\nknown_hosts = \"{}\"\nconnect_timeout_secs = 3\n\
+             [registry]\nhost = \"{}\"\nport = 5000\n[env]\nGREETING = \"hello\"\n{hosts}",
+            key.display(),
+            known_hosts.display(),
+            bed.ip(1)
+        ),
+    )
+    .unwrap();
+    Setup {
+        dir: dir.to_path_buf(),
+        config,
+        known_hosts,
+    }
+}
+
+fn three_hosts(bed: &Testbed) -> String {
+    format!(
+        "[[hosts]]\naddresses = [\"{}\"]\nroles = [\"master\", \"registry\"]\n\
+         [[hosts]]\naddresses = [\"{}\"]\nroles = [\"master\"]\nssh = {{ user = \"ops\", sudo = true }}\n\
+         [[hosts]]\naddresses = [\"{}\"]\nroles = [\"node\"]\nssh = {{ user = \"ops2\", sudo = true, sudo_password_env = \"E2E_SUDO_PASSWORD\" }}\n",
+        bed.ip(1),
+        bed.ip(2),
+        bed.ip(3)
+    )
+}
+
+/// `delivery.run <args>` on node1, the master.
+fn on_master(bed: &Testbed, args: &[&str], config: &Path) -> Command {
+    let (bundle, public) = cluster_bundle();
+    let mut cmd = bed.on(1, bundle);
+    cmd.args(args)
+        .arg("--config")
+        .arg(config)
+        .env("DELIVERY_TRUSTED_KEY", public)
+        .env("E2E_SUDO_PASSWORD", bed.password("ops2"))
+        .stdin(Stdio::null());
+    cmd
+}
+
+fn master_state(bed: &Testbed) -> PathBuf {
+    bed.upper(1).join(format!("var/lib/delivery/{CLUSTER}"))
+}
+
+fn install_log(bed: &Testbed) -> String {
+    fs::read_to_string(master_state(bed).join("install.log")).unwrap_or_default()
+}
+
+fn explain(out: &Output, bed: &Testbed) -> String {
+    format!(
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}\ninstall.log:\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        stderr(out),
+        install_log(bed)
+    )
+}
+
+fn journal(bed: &Testbed) -> serde_json::Value {
+    let text = fs::read_to_string(master_state(bed).join("journal.json")).expect("install writes the journal");
+    serde_json::from_str(&text).unwrap()
+}
+
+/// Every file whose name ends in `suffix` under host `i`'s /var/lib/delivery.
+fn leftovers(bed: &Testbed, i: usize, suffix: &str) -> Vec<String> {
+    let root = bed.upper(i).join("var/lib/delivery");
+    if !root.exists() {
+        return Vec::new();
+    }
+    walk(&root).into_iter().filter(|p| p.ends_with(suffix)).collect()
+}
+
+fn walk(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        out.push(p.display().to_string());
+        if e.file_type().is_ok_and(|t| t.is_dir()) {
+            out.extend(walk(&p));
+        }
+    }
+    out
+}
+
+/// Runs ctr on host `i` to list its images (what containerd pulled during install).
+fn images_on(bed: &Testbed, i: usize) -> String {
+    let o = bed.ssh(
+        i,
+        "root",
+        "/usr/local/bin/ctr --address /run/containerd/containerd.sock images ls -q",
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn install_three_hosts_then_add_a_fourth_root() {
+    let mut bed = Testbed::up(4);
+    let dir = scratch("main");
+    let s = setup(&bed, &dir, &three_hosts(&bed));
+
+    // The plan, and nothing else: no journal, nothing on any host.
+    let plan = ok(&mut on_master(&bed, &["install", "--dry-run"], &s.config));
+    let text = String::from_utf8_lossy(&plan.stdout);
+    for want in [
+        "registry     on 10.213.7.11",
+        "init         on 10.213.7.11 (first master)",
+        "join-master  on 10.213.7.12 (one at a time)",
+        "join-node    on 10.213.7.13 (in parallel)",
+        "node.tar",
+    ] {
+        assert!(text.contains(want), "plan lacks `{want}`:\n{text}");
+    }
+    assert!(!master_state(&bed).join("journal.json").exists());
+    let json = ok(&mut on_master(&bed, &["install", "--dry-run", "--json"], &s.config));
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(v["type"], "plan");
+    assert_eq!(v["data"]["hosts"].as_array().unwrap().len(), 3);
+
+    // Install on three hosts: root, ops (passwordless sudo), ops2 (sudo with a password).
+    let started = Instant::now();
+    let out = run(&mut on_master(&bed, &["install", "--yes"], &s.config));
+    assert!(out.status.success(), "install failed: {}", explain(&out, &bed));
+    eprintln!("install on 3 hosts took {:.1}s", started.elapsed().as_secs_f64());
+    let log = install_log(&bed);
+    for i in 1..=3 {
+        assert!(
+            log.contains(&format!("hello-from-node{i}")),
+            "node{i}'s check hook did not print its name through ctr run:\n{log}"
+        );
+        assert!(
+            images_on(&bed, i).contains("docker.io/library/busybox:1.36"),
+            "node{i} did not pull busybox by its original name"
+        );
+    }
+    // A value published by init reached join-node, and never the log.
+    let j = journal(&bed);
+    let token = j["published"]["JOIN_TOKEN"]
+        .as_str()
+        .expect("init published JOIN_TOKEN")
+        .to_string();
+    let joined = bed.ssh(3, "root", &format!("cat /var/lib/delivery/{CLUSTER}/state/join-token"));
+    assert_eq!(String::from_utf8_lossy(&joined.stdout).trim(), token);
+    assert!(!log.contains(&token), "the published token leaked into install.log");
+    // CMD ran on the first master only.
+    assert!(bed.upper(1).join("var/tmp/delivery-cluster-bundle.cmd").exists());
+    assert!(!bed.upper(2).join("var/tmp/delivery-cluster-bundle.cmd").exists());
+    // The registry outlives the installer, supervised, on node1.
+    assert!(master_state(&bed).join("registry/registry.pid").exists());
+    // Node payloads carry rootfs only; masters everything but hooks.
+    assert!(bed
+        .upper(3)
+        .join(format!("var/lib/delivery/{CLUSTER}/files/rootfs/bin/containerd"))
+        .exists());
+    assert!(!bed
+        .upper(3)
+        .join(format!("var/lib/delivery/{CLUSTER}/files/etc"))
+        .exists());
+    assert!(bed
+        .upper(2)
+        .join(format!("var/lib/delivery/{CLUSTER}/files/etc/imageList"))
+        .exists());
+
+    let status = ok(&mut on_master(&bed, &["status"], &s.config));
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert_eq!(text.matches(" installed ").count(), 3, "{text}");
+    let check = run(&mut on_master(&bed, &["check"], &s.config));
+    assert!(check.status.success(), "check failed: {}", explain(&check, &bed));
+
+    // A second install converges without redoing hooks.
+    let again = run(&mut on_master(&bed, &["install", "--yes"], &s.config));
+    assert!(again.status.success(), "re-install failed: {}", explain(&again, &bed));
+    let log = install_log(&bed);
+    assert!(
+        log.contains("hook:init/10-token.sh: already done (journal): skipped"),
+        "{log}"
+    );
+    assert_eq!(journal(&bed)["published"]["JOIN_TOKEN"].as_str(), Some(token.as_str()));
+
+    // add-node: node4 joins; the first three are not touched.
+    let before = journal(&bed)["hosts"].clone();
+    let stamp = |i: usize| {
+        fs::metadata(bed.upper(i).join(format!("var/lib/delivery/{CLUSTER}/files/.payload")))
+            .unwrap()
+            .modified()
+            .unwrap()
+    };
+    let stamps: Vec<_> = (1..=3).map(stamp).collect();
+    let four = format!(
+        "{}[[hosts]]\naddresses = [\"{}\"]\nroles = [\"node\"]\n",
+        three_hosts(&bed),
+        bed.ip(4)
+    );
+    let s4 = setup(&bed, &scratch("main-add"), &four);
+    let out = run(&mut on_master(&bed, &["add-node", "--yes"], &s4.config));
+    assert!(out.status.success(), "add-node failed: {}", explain(&out, &bed));
+    let after = journal(&bed)["hosts"].clone();
+    for i in 1..=3 {
+        let a = bed.ip(i);
+        assert_eq!(before[a], after[a], "add-node changed the journal of {a}");
+    }
+    assert_eq!(
+        stamps,
+        (1..=3).map(stamp).collect::<Vec<_>>(),
+        "add-node rewrote files on old hosts"
+    );
+    assert!(images_on(&bed, 4).contains("docker.io/library/busybox:1.36"));
+    let joined = bed.ssh(4, "root", &format!("cat /var/lib/delivery/{CLUSTER}/state/join-token"));
+    assert_eq!(String::from_utf8_lossy(&joined.stdout).trim(), token);
+    let log = fs::read_to_string(master_state(&bed).join("add-node.log")).unwrap();
+    assert!(log.contains("hello-from-node4"), "{log}");
+    // Nothing left to add.
+    let none = ok(&mut on_master(&bed, &["add-node", "--yes"], &s4.config));
+    assert!(String::from_utf8_lossy(&none.stdout).contains("nothing to add"));
+    let _ = s.dir;
+    bed.down();
+}
+
+#[test]
+fn preflight_with_an_unreachable_host_changes_nothing_root() {
+    let mut bed = Testbed::up(3);
+    let s = setup(&bed, &scratch("unreachable"), &three_hosts(&bed));
+    bed.kill(3);
+    let out = run(&mut on_master(&bed, &["install", "--yes"], &s.config));
+    assert_eq!(out.status.code(), Some(4), "{}", explain(&out, &bed));
+    let err = stderr(&out);
+    assert!(err.contains("10.213.7.13") && err.contains("FAILED"), "{err}");
+    assert!(err.contains("nothing was changed"), "{err}");
+    for i in 1..=2 {
+        assert!(
+            !bed.upper(i).join(format!("var/lib/delivery/{CLUSTER}/files")).exists(),
+            "node{i} got files although preflight failed"
+        );
+    }
+    assert!(!bed.upper(2).join("var/lib/delivery").exists());
+    assert!(
+        !master_state(&bed).join("registry").exists(),
+        "the registry was started"
+    );
+    bed.down();
+}
+
+#[test]
+fn changed_host_key_and_wrong_password_are_refused_root() {
+    let mut bed = Testbed::up(3);
+    let s = setup(&bed, &scratch("hostkey"), &three_hosts(&bed));
+    // node2's entry now carries node3's key: a man in the middle, as far as we can tell.
+    let kh = fs::read_to_string(&s.known_hosts).unwrap();
+    let key3 = kh.lines().find(|l| l.starts_with(&format!("{} ", bed.ip(3)))).unwrap();
+    let forged: String = kh
+        .lines()
+        .map(|l| {
+            if l.starts_with(&format!("{} ", bed.ip(2))) {
+                key3.replacen(bed.ip(3), bed.ip(2), 1)
+            } else {
+                l.to_string()
+            }
+        })
+        .map(|l| l + "\n")
+        .collect();
+    fs::write(&s.known_hosts, forged).unwrap();
+    let out = run(&mut on_master(&bed, &["install", "--yes"], &s.config));
+    assert_eq!(out.status.code(), Some(4), "{}", explain(&out, &bed));
+    let err = stderr(&out).to_lowercase();
+    assert!(
+        err.contains("10.213.7.12") && err.contains("host key") && err.contains("changed"),
+        "{err}"
+    );
+    assert!(!bed.upper(1).join(format!("var/lib/delivery/{CLUSTER}/files")).exists());
+
+    // A wrong password: a clear authentication error naming the host and user.
+    let hosts = format!(
+        "[[hosts]]\naddresses = [\"{}\"]\nroles = [\"master\", \"registry\"]\nssh = {{ password_env = \"E2E_PW\" }}\n",
+        bed.ip(1)
+    );
+    let s = setup(&bed, &scratch("password"), &hosts);
+    let out = run(on_master(&bed, &["install", "--yes"], &s.config).env("E2E_PW", "not-the-password"));
+    assert_eq!(out.status.code(), Some(4), "{}", explain(&out, &bed));
+    let err = stderr(&out).to_lowercase();
+    assert!(err.contains("authentication") && err.contains("root"), "{err}");
+    assert!(!err.contains("not-the-password"), "the password was printed");
+    bed.down();
+}
+
+fn spawn(cmd: &mut Command) -> Child {
+    retry_busy(|| cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn())
+}
+
+/// Waits until `cond` holds, panicking after `secs`.
+fn wait_for(what: &str, secs: u64, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out after {secs}s waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn shape(i: usize, rate: &str) {
+    ok(Command::new(workspace().join("tests/testbed/testbed.sh")).args(["shape", &i.to_string(), rate]));
+}
+
+#[test]
+fn sigkill_during_the_copy_then_rerun_converges_root() {
+    let mut bed = Testbed::up(3);
+    let s = setup(&bed, &scratch("sigkill"), &three_hosts(&bed));
+    // Slow links so that the copy is surely under way when the installer dies.
+    for i in 2..=3 {
+        shape(i, "40mbit");
+    }
+    let mut child = spawn(&mut on_master(&bed, &["install", "--yes"], &s.config));
+    wait_for("a partial upload on node2 or node3", 120, || {
+        (2..=3).any(|i| !leftovers(&bed, i, ".partial").is_empty())
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    // nsenter execs the installer: its pid is the child's.
+    child.kill().unwrap();
+    let _ = child.wait();
+    for i in 2..=3 {
+        shape(i, "off");
+    }
+    let out = run(&mut on_master(&bed, &["install", "--yes"], &s.config));
+    assert!(
+        out.status.success(),
+        "re-run after SIGKILL failed: {}",
+        explain(&out, &bed)
+    );
+    for i in 1..=3 {
+        for suffix in [".partial", ".tmp", ".files.new", ".files.old"] {
+            let left = leftovers(&bed, i, suffix);
+            assert!(left.is_empty(), "node{i} keeps {left:?}");
+        }
+        assert!(images_on(&bed, i).contains("docker.io/library/busybox:1.36"));
+    }
+    bed.down();
+}
+
+#[test]
+fn a_link_cut_mid_install_fails_that_host_only_then_rerun_completes_root() {
+    let mut bed = Testbed::up(3);
+    let s = setup(&bed, &scratch("cut"), &three_hosts(&bed));
+    shape(3, "20mbit");
+    let child = spawn(&mut on_master(&bed, &["install", "--yes"], &s.config));
+    wait_for("node3's copy to start", 120, || {
+        !leftovers(&bed, 3, ".partial").is_empty()
+    });
+    bed.cut(3);
+    let started = Instant::now();
+    let out = child.wait_with_output().unwrap();
+    eprintln!("installer ended {:.1}s after the cut", started.elapsed().as_secs_f64());
+    assert_eq!(out.status.code(), Some(4), "{}", explain(&out, &bed));
+    let err = stderr(&out);
+    let row = err
+        .lines()
+        .find(|l| l.starts_with("10.213.7.13 "))
+        .unwrap_or_else(|| panic!("no summary row for node3:\n{err}"));
+    assert!(row.contains("FAILED") && row.contains("copy"), "{row}");
+    for i in 1..=2 {
+        let row = err
+            .lines()
+            .rev()
+            .find(|l| l.starts_with(&format!("{} ", bed.ip(i))))
+            .unwrap();
+        assert!(row.contains(" ok "), "node{i} should have finished: {row}");
+    }
+    let log = install_log(&bed);
+    assert!(
+        log.contains("10.213.7.13 copy: FAILED"),
+        "the log names host and step:\n{log}"
+    );
+    bed.restore(3);
+    shape(3, "off");
+    let out = run(&mut on_master(&bed, &["install", "--yes"], &s.config));
+    assert!(
+        out.status.success(),
+        "re-run after the link came back failed: {}",
+        explain(&out, &bed)
+    );
+    assert!(images_on(&bed, 3).contains("docker.io/library/busybox:1.36"));
+    bed.down();
+}
+
+#[test]
+fn a_malformed_clusterfile_is_reported_at_line_and_column() {
+    let dir = scratch("malformed");
+    let config = dir.join("cluster.toml");
+    fs::write(
+        &config,
+        "name = \"x\"\n[[hosts]]\naddresses = [\"10.0.0.1\"]\nroles = [\"mastr\"]\n",
+    )
+    .unwrap();
+    let keys = keygen(&dir, "vendor");
+    let bundle = dir.join("demo.run");
+    build_demo(&keys.private, &bundle);
+    let out = run(Command::new(&bundle)
+        .args(["install", "--yes", "--config"])
+        .arg(&config)
+        .env("DELIVERY_TRUSTED_KEY", &keys.public));
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("{}:4:", config.display())) && err.contains("mastr"),
+        "{err}"
+    );
+}
