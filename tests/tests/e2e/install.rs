@@ -420,8 +420,10 @@ fn a_link_cut_mid_install_fails_that_host_only_then_rerun_completes_root() {
     eprintln!("installer ended {:.1}s after the cut", started.elapsed().as_secs_f64());
     assert_eq!(out.status.code(), Some(4), "{}", explain(&out, &bed));
     let err = stderr(&out);
+    // The summary table comes last (the preflight table has rows for the same hosts).
     let row = err
         .lines()
+        .rev()
         .find(|l| l.starts_with("10.213.7.13 "))
         .unwrap_or_else(|| panic!("no summary row for node3:\n{err}"));
     assert!(row.contains("FAILED") && row.contains("copy"), "{row}");
