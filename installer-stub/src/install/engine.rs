@@ -590,7 +590,10 @@ impl<'a> Engine<'a> {
     fn hook(&self, i: usize, hook: &Hook) -> bool {
         let step = hook.step();
         let join = hook.phase == "join-master" || hook.phase == "join-node";
-        self.step(i, &step, false, |r| {
+        // prepare hooks bring a host's services up (after a reboot too): they run every time;
+        // init and join hooks run once.
+        let always = hook.phase == "prepare";
+        self.step(i, &step, always, |r| {
             if join {
                 if let Some(reason) = self.blocked.lock().expect("no panics while locked").clone() {
                     bail!(reason);

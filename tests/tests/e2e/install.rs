@@ -283,6 +283,28 @@ fn install_three_hosts_then_add_a_fourth_root() {
     // Nothing left to add.
     let none = ok(&mut on_master(&bed, &["add-node", "--yes"], &s4.config));
     assert!(String::from_utf8_lossy(&none.stdout).contains("nothing to add"));
+
+    // A node reboots: its containerd is gone, `check` says so (exit 4), and `install` again
+    // brings it back: registry, copy, prepare hooks and check run every time (idempotent),
+    // init and join hooks once.
+    bed.kill(3);
+    bed.start(3);
+    let check = run(&mut on_master(&bed, &["check"], &s4.config));
+    assert_eq!(
+        check.status.code(),
+        Some(4),
+        "check after a reboot: {}",
+        explain(&check, &bed)
+    );
+    assert!(stderr(&check).contains("10.213.7.13"), "{}", stderr(&check));
+    let out = run(&mut on_master(&bed, &["install", "--yes"], &s4.config));
+    assert!(out.status.success(), "install after a reboot: {}", explain(&out, &bed));
+    let check = run(&mut on_master(&bed, &["check"], &s4.config));
+    assert!(
+        check.status.success(),
+        "check after re-install: {}",
+        explain(&check, &bed)
+    );
     let _ = s.dir;
     bed.down();
 }
