@@ -14,7 +14,8 @@ pub fn log(message: impl std::fmt::Display) {
     eprintln!("{} {message}", now());
 }
 
-fn now() -> String {
+/// Now, as RFC 3339 UTC (`2026-11-23T12:00:00Z`): the time stamp of every log line.
+pub fn now() -> String {
     let secs = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     bundle_format::manifest::rfc3339(secs)
 }

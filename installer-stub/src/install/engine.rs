@@ -234,7 +234,7 @@ impl<'a> Engine<'a> {
             let address = self.address(i).to_string();
             let row = match self.preflight_one(i, &needs) {
                 Ok(facts) => {
-                    let problems = preflight::evaluate(&address, &facts, &needs, preflight::machine_arch());
+                    let problems = preflight::evaluate(&facts, &needs, preflight::machine_arch());
                     Row {
                         address,
                         facts: Some(facts),
@@ -505,7 +505,13 @@ impl<'a> Engine<'a> {
             }
             .into());
         }
-        self.s.log.say("", "done", &format!("all {n} host(s) ok"));
+        // With --json the summary stays the last line.
+        let done = format!("all {n} host(s) ok");
+        if self.s.log.json_mode() {
+            self.s.log.write("", "done", &done);
+        } else {
+            self.s.log.say("", "done", &done);
+        }
         Ok(())
     }
 

@@ -179,18 +179,11 @@ impl Journal {
             step.to_string(),
             StepRecord {
                 state,
-                at: now(),
+                at: terminal::now(),
                 detail,
             },
         );
     }
-}
-
-pub fn now() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    bundle_format::manifest::rfc3339(secs)
 }
 
 #[cfg(test)]

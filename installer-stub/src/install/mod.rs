@@ -12,7 +12,7 @@ pub mod journal;
 pub mod payload;
 pub mod plan;
 pub mod preflight;
-mod probe;
+pub mod probe;
 pub mod transport;
 
 use std::fs::{self, OpenOptions};
@@ -91,11 +91,8 @@ impl Log {
 
     /// To the log file only.
     pub fn write(&self, host: &str, step: &str, message: &str) {
-        let secs = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
         let mut f = self.file.lock().expect("no panics while locked");
-        let _ = writeln!(f, "{} {host} {step}: {message}", bundle_format::manifest::rfc3339(secs));
+        let _ = writeln!(f, "{} {host} {step}: {message}", terminal::now());
     }
 
     /// To the log file and to the person (stderr), or as a JSON event on stdout with --json.

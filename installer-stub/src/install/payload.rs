@@ -126,19 +126,15 @@ fn append<W: Write>(tar: &mut tar::Builder<W>, tree: &Path, entry: &Entry) -> Re
 
 /// SHA-256 (hex) of a whole file, streamed.
 pub fn file_sha256(path: &Path) -> Result<String> {
-    let mut file = File::open(path).with_context(|| format!("failed to open {}", path.display()))?;
-    let mut hasher = Hasher::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = file
-            .read(&mut buf)
-            .with_context(|| format!("failed to read {}", path.display()))?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    Ok(hasher.finish().hex())
+    let file = File::open(path).with_context(|| format!("failed to open {}", path.display()))?;
+    let len = file
+        .metadata()
+        .with_context(|| format!("failed to read {}", path.display()))?
+        .len();
+    let mut buf = vec![0u8; bundle_format::digest::CHUNK];
+    let digest = bundle_format::digest::hash_region(&file, 0, len, &mut buf, &|_| {})
+        .with_context(|| format!("failed to read {}", path.display()))?;
+    Ok(digest.hex())
 }
 
 #[cfg(test)]

@@ -458,7 +458,7 @@ pub fn short(id: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bundle_format::manifest::{BundleInfo, Image};
+    use bundle_format::manifest::Image;
     use std::path::Path;
 
     fn manifest(entries: &[&str], launch: Option<Launch>) -> Manifest {
@@ -467,7 +467,6 @@ mod tests {
             "stub":{"sha256":"sha256:0000000000000000000000000000000000000000000000000000000000000000","size":0},"frames":[],"blobs":[],"images":[],"entries":[]}"#,
         )
         .unwrap_or_else(|e| panic!("test manifest: {e}"));
-        let _: &BundleInfo = &m.bundle;
         m.bundle.launch = launch;
         for p in entries {
             m.entries.push(Entry::File {

@@ -9,7 +9,7 @@ use anyhow::{bail, Context, Result};
 use bundle_format::reference::Reference;
 
 /// Status code of one request (no body is read).
-fn status(endpoint: &str, method: &str, path: &str) -> Result<u16> {
+pub fn status(endpoint: &str, method: &str, path: &str) -> Result<u16> {
     let addr = endpoint
         .to_socket_addrs()
         .with_context(|| format!("registry address {endpoint} does not resolve"))?

@@ -7,8 +7,7 @@
 //! the registry answers `GET /v2/`, and does nothing when the supervisor already runs.
 
 use std::fs::{self, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -59,16 +58,7 @@ fn probe_addr(listen: SocketAddr) -> SocketAddr {
 }
 
 fn answers(addr: SocketAddr) -> bool {
-    let Ok(stream) = TcpStream::connect_timeout(&addr, Duration::from_secs(1)) else {
-        return false;
-    };
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-    let mut w = &stream;
-    if write!(w, "GET /v2/ HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").is_err() {
-        return false;
-    }
-    let mut line = String::new();
-    BufReader::new(&stream).read_line(&mut line).is_ok() && line.split_whitespace().nth(1) == Some("200")
+    crate::install::probe::status(&addr.to_string(), "GET", "/v2/").is_ok_and(|code| code == 200)
 }
 
 /// The systemd unit that serves this bundle.

@@ -21,7 +21,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use ring::digest;
+use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
+use base64::Engine as _;
+use bundle_format::digest::{Digest, Hasher};
 use ssh2::{CheckResult, HostKeyType, KnownHostFileKind};
 
 /// A secret string: Debug/Display print "***". Never put it in a command line or a log.
@@ -382,7 +384,7 @@ impl Session {
         }
         let mut hashing = HashingReader {
             inner: src.take(len),
-            ctx: digest::Context::new(&digest::SHA256),
+            hasher: Hasher::new(),
             n: 0,
         };
         let mut out = TailBuf::new(64 * 1024);
@@ -398,7 +400,7 @@ impl Session {
             progress,
             &action,
         )?;
-        let local = hex(hashing.ctx.finish().as_ref());
+        let local = hashing.hasher.finish().hex();
         let remote = out.into_string().trim().to_string();
         if status == UPLOAD_MISMATCH {
             return Err(SshError::DigestMismatch {
@@ -923,10 +925,6 @@ fn is_sha256_hex(s: &str) -> bool {
     s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// Keeps the last `cap` bytes pushed (amortised: trims when twice the cap).
 struct TailBuf {
     cap: usize,
@@ -957,14 +955,14 @@ impl TailBuf {
 
 struct HashingReader<R> {
     inner: R,
-    ctx: digest::Context,
+    hasher: Hasher,
     n: u64,
 }
 
 impl<R: Read> Read for HashingReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
-        self.ctx.update(&buf[..n]);
+        self.hasher.update(&buf[..n]);
         self.n += n as u64;
         Ok(n)
     }
@@ -1117,16 +1115,13 @@ fn known_hosts_line(host: &str, port: u16, key_type: &str, key: &[u8]) -> String
         "{} {} {}\n",
         known_hosts_name(host, port),
         key_type,
-        base64_encode(key, true)
+        STANDARD.encode(key)
     )
 }
 
 /// `SHA256:...` as ssh-keygen -l prints it.
 fn fingerprint(key: &[u8]) -> String {
-    format!(
-        "SHA256:{}",
-        base64_encode(digest::digest(&digest::SHA256, key).as_ref(), false)
-    )
+    format!("SHA256:{}", STANDARD_NO_PAD.encode(Digest::of(key).0))
 }
 
 /// The result of checking a host key against a known_hosts file.
@@ -1167,7 +1162,7 @@ fn check_known_hosts(
                     let old = trimmed
                         .split_whitespace()
                         .nth(if trimmed.starts_with('@') { 3 } else { 2 })
-                        .and_then(base64_decode)
+                        .and_then(|b| STANDARD.decode(b).ok())
                         .map(|k| fingerprint(&k))
                         .unwrap_or_else(|| "an unreadable key".into());
                     found = KeyCheck::Mismatch {
@@ -1393,44 +1388,6 @@ fn authenticate(sess: &ssh2::Session, target: &Target) -> Result<(), SshError> {
     Ok(())
 }
 
-// --- base64 (known_hosts keys and fingerprints) ---------------------------------------------
-
-const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-fn base64_encode(data: &[u8], pad: bool) -> String {
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for chunk in data.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(B64[(n >> (18 - 6 * i)) as usize & 63] as char);
-            } else if pad {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
-fn base64_decode(s: &str) -> Option<Vec<u8>> {
-    let s = s.trim_end_matches('=');
-    let mut out = Vec::with_capacity(s.len() * 3 / 4);
-    let mut acc: u32 = 0;
-    let mut bits = 0;
-    for c in s.bytes() {
-        let v = B64.iter().position(|&b| b == c)? as u32;
-        acc = (acc << 6) | v;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-            acc &= (1 << bits) - 1;
-        }
-    }
-    Some(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1502,7 +1459,7 @@ mod tests {
         let (a, b) = (fake_key(1), fake_key(2));
         let text = format!(
             "# comment\n@cert-authority *.example ssh-ed25519 {}\n{}{}",
-            base64_encode(&b, true),
+            STANDARD.encode(&b),
             known_hosts_line("10.0.0.1", 22, "ssh-ed25519", &a),
             known_hosts_line("10.0.0.2", 2222, "ssh-ed25519", &a),
         );
@@ -1527,8 +1484,9 @@ mod tests {
     #[test]
     fn fingerprint_matches_ssh_keygen() {
         // ssh-keygen -lf of this public key printed the fingerprint below.
-        let key =
-            base64_decode("AAAAC3NzaC1lZDI1NTE5AAAAIBIElvDNBz7jf1YYUHtCkUX3Qqu30O85n0CuaN6WANyo").expect("base64");
+        let key = STANDARD
+            .decode("AAAAC3NzaC1lZDI1NTE5AAAAIBIElvDNBz7jf1YYUHtCkUX3Qqu30O85n0CuaN6WANyo")
+            .expect("base64");
         assert_eq!(fingerprint(&key), "SHA256:i7ZQcf4zE8raBS5S0Dq6NkHUSSU8KE6X520ZkQLwPYQ");
     }
 
@@ -1545,19 +1503,6 @@ mod tests {
         let msg = e.to_string();
         assert!(msg.contains("/k/known_hosts:7") && msg.contains("SHA256:old") && msg.contains("SHA256:new"));
         assert!(msg.contains("ssh-keygen -R '[h]:2222' -f /k/known_hosts"), "{msg}");
-    }
-
-    #[test]
-    fn base64_round_trips() {
-        for n in 0..20u8 {
-            let data: Vec<u8> = (0..n).map(|i| i.wrapping_mul(37)).collect();
-            assert_eq!(base64_decode(&base64_encode(&data, true)).as_deref(), Some(&data[..]));
-            assert_eq!(base64_decode(&base64_encode(&data, false)).as_deref(), Some(&data[..]));
-        }
-        assert_eq!(base64_encode(b"foobar", true), "Zm9vYmFy");
-        assert_eq!(base64_encode(b"fo", true), "Zm8=");
-        assert_eq!(base64_encode(b"fo", false), "Zm8");
-        assert_eq!(base64_decode("!!"), None);
     }
 
     #[test]

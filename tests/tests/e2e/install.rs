@@ -235,12 +235,37 @@ fn install_three_hosts_then_add_a_fourth_root() {
     let status = ok(&mut on_master(&bed, &["status"], &s.config));
     let text = String::from_utf8_lossy(&status.stdout);
     assert_eq!(text.matches(" installed ").count(), 3, "{text}");
+    let status = ok(&mut on_master(&bed, &["status", "--json"], &s.config));
+    let hosts: Vec<serde_json::Value> = String::from_utf8_lossy(&status.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(hosts.len(), 3);
+    assert!(
+        hosts
+            .iter()
+            .all(|h| h["type"] == "host" && h["data"]["installed"] == true),
+        "{hosts:?}"
+    );
     let check = run(&mut on_master(&bed, &["check"], &s.config));
     assert!(check.status.success(), "check failed: {}", explain(&check, &bed));
 
-    // A second install converges without redoing hooks.
-    let again = run(&mut on_master(&bed, &["install", "--yes"], &s.config));
+    // A second install converges without redoing hooks; --json ends with the summary.
+    let again = run(&mut on_master(&bed, &["install", "--yes", "--json"], &s.config));
     assert!(again.status.success(), "re-install failed: {}", explain(&again, &bed));
+    let stdout = String::from_utf8_lossy(&again.stdout);
+    let last: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(last["type"], "summary", "{stdout}");
+    assert_eq!(last["data"]["hosts"].as_array().unwrap().len(), 3);
+    assert!(
+        last["data"]["hosts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|h| h["ok"] == true),
+        "{stdout}"
+    );
+    assert!(stdout.lines().any(|l| l.contains("\"type\":\"preflight\"")), "{stdout}");
     let log = install_log(&bed);
     assert!(
         log.contains("hook:init/10-token.sh: already done (journal): skipped"),
@@ -263,8 +288,23 @@ fn install_three_hosts_then_add_a_fourth_root() {
         bed.ip(4)
     );
     let s4 = setup(&bed, &scratch("main-add"), &four);
-    let out = run(&mut on_master(&bed, &["add-node", "--yes"], &s4.config));
+    let out = run(&mut on_master(
+        &bed,
+        &["add-node", "--yes", "--host", bed.ip(4)],
+        &s4.config,
+    ));
     assert!(out.status.success(), "add-node failed: {}", explain(&out, &bed));
+    let refused = run(&mut on_master(
+        &bed,
+        &["add-node", "--yes", "--host", bed.ip(2)],
+        &s4.config,
+    ));
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        stderr(&refused).contains("already part of the cluster"),
+        "{}",
+        stderr(&refused)
+    );
     let after = journal(&bed)["hosts"].clone();
     for i in 1..=3 {
         let a = bed.ip(i);
