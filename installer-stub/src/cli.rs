@@ -86,6 +86,25 @@ pub enum Command {
     /// values the init hooks published; hosts already in the journal are not touched.
     /// Example: ./delivery.run add-node --config cluster.toml --host 10.0.0.24 --yes
     AddNode(AddNodeArgs),
+    /// Kubernetes certificates (100-year PKI made by install): list their expiry, or renew them.
+    ///
+    /// Reads /etc/kubernetes/pki by default (run it on a master). `--renew` issues every leaf
+    /// certificate again for 100 years with the same key and names; the CAs and the service
+    /// account keys are kept, so kubeconfigs and tokens stay valid. Restart the control plane
+    /// (kubelet restarts its static pods when their files change; or move the manifests out and
+    /// back) to load renewed certificates, and run it on every master.
+    /// Not covered: the client certificates inside admin.conf, controller-manager.conf,
+    /// scheduler.conf and super-admin.conf, which kubeadm makes for one year.
+    /// Examples: ./delivery.run cert --list    ./delivery.run cert --renew --dir /etc/kubernetes/pki
+    Cert(CertArgs),
+    /// Node-local load balancer for the Kubernetes API servers.
+    ///
+    /// Every worker of the Kubernetes bundle runs one on 127.0.0.1:6443 (its prepare hook
+    /// starts it): TCP forwarded to healthy masters (least connections; a master that stops
+    /// answering is skipped within seconds and used again when it is back), so losing a master
+    /// loses nothing, with no VIP and no IPVS.
+    #[command(subcommand)]
+    Lb(LbCommand),
     /// Show, from the journal on this master, each host's steps and their state.
     ///
     /// Reads local files only. Example: ./delivery.run status --config cluster.toml
@@ -332,4 +351,63 @@ pub struct StopArgs {
     /// The directory given to `registry start`.
     #[arg(long, value_name = "DIR")]
     pub state_dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("action").required(true).args(["list", "renew"])))]
+pub struct CertArgs {
+    /// Show every certificate: subject, issuer, expiry, days left.
+    #[arg(long)]
+    pub list: bool,
+    /// Issue every leaf certificate again for 100 years (CAs and keys are kept).
+    #[arg(long)]
+    pub renew: bool,
+    /// The PKI directory.
+    #[arg(long, value_name = "DIR", default_value = "/etc/kubernetes/pki")]
+    pub dir: PathBuf,
+    /// One JSON line per certificate.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LbCommand {
+    /// Run the balancer in the foreground.
+    ///
+    /// Example: ./delivery.run lb serve --backend 10.0.0.11:6443 --backend 10.0.0.12:6443
+    Serve(LbArgs),
+    /// Run it as a service (systemd unit, else a detached process); idempotent.
+    ///
+    /// Example: delivery lb start --state-dir /var/lib/delivery/prod/lb --backend 10.0.0.11:6443
+    Start(LbStartArgs),
+    /// Stop the balancer started with `lb start` (without systemd).
+    Stop(StopArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct LbArgs {
+    /// Where local clients connect.
+    #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:6443")]
+    pub listen: std::net::SocketAddr,
+    /// A master's API server, HOST:PORT (repeatable, at least one).
+    #[arg(long = "backend", value_name = "HOST:PORT", required = true)]
+    pub backends: Vec<String>,
+    /// Time between health probes of every backend.
+    #[arg(long, value_name = "MS", default_value_t = 1000)]
+    pub health_interval_ms: u64,
+    /// Connect timeout to a backend (clients and probes).
+    #[arg(long, value_name = "MS", default_value_t = 2000)]
+    pub connect_timeout_ms: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct LbStartArgs {
+    #[command(flatten)]
+    pub lb: LbArgs,
+    /// Where the pid file, arguments and log go.
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: PathBuf,
+    /// Do not use systemd even where it runs.
+    #[arg(long)]
+    pub no_systemd: bool,
 }

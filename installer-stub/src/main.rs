@@ -8,7 +8,9 @@ mod extract;
 mod images;
 mod inspect;
 mod install;
+mod lb;
 mod node_config;
+mod pki;
 mod registry;
 mod remote;
 mod verify;
@@ -36,6 +38,10 @@ fn main() -> ExitCode {
         cli::Command::AddNode(args) => install::add_node(&args),
         cli::Command::Status(args) => install::status(&args),
         cli::Command::Check(args) => install::check(&args),
+        cli::Command::Cert(args) => pki::run(&args),
+        cli::Command::Lb(cli::LbCommand::Serve(args)) => lb::service::serve(&args),
+        cli::Command::Lb(cli::LbCommand::Start(args)) => lb::service::start(&args),
+        cli::Command::Lb(cli::LbCommand::Stop(args)) => lb::service::stop(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

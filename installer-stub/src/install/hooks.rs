@@ -7,7 +7,11 @@
 //! `name`, `roles`), `first_master`, `masters`, `nodes` (addresses), `registry.address`,
 //! `registry.port`, `registry.endpoint`, `registry.domains`, `paths.root`, `paths.files`,
 //! `paths.certs_d`, `paths.state`, `bundle.name`, `bundle.version`, `bundle.id`, `env` (the
-//! bundle's ENV with the Clusterfile's `[env]` over it), `published`.
+//! bundle's ENV with the Clusterfile's `[env]` over it), `published`, and `kubernetes`
+//! (the Clusterfile's `[kubernetes]` with defaults: `version` (empty unless the bundle carries
+//! `kubernetes.toml`), `pod_cidr`, `service_cidr`, `service_ip`, `dns_domain`, `endpoint`,
+//! `endpoint_host`, `endpoint_port`, `cert_sans`, `ca_cert_hash` (kubeadm's discovery hash of
+//! the CA the installer made; empty without one), `apiservers` (every master's `ADDRESS:6443`)).
 
 use std::collections::BTreeMap;
 
@@ -28,6 +32,22 @@ pub struct HookContext {
     pub bundle: BundleVars,
     pub env: BTreeMap<String, String>,
     pub published: BTreeMap<String, String>,
+    pub kubernetes: KubernetesVars,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct KubernetesVars {
+    pub version: String,
+    pub pod_cidr: String,
+    pub service_cidr: String,
+    pub service_ip: String,
+    pub dns_domain: String,
+    pub endpoint: String,
+    pub endpoint_host: String,
+    pub endpoint_port: u16,
+    pub cert_sans: Vec<String>,
+    pub ca_cert_hash: String,
+    pub apiservers: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -168,6 +188,19 @@ mod tests {
             },
             env: BTreeMap::from([("POD_CIDR".into(), "10.244.0.0/16".into())]),
             published: BTreeMap::from([("JOIN_TOKEN".into(), "abcd.efgh".into())]),
+            kubernetes: KubernetesVars {
+                version: "v1.36.4".into(),
+                pod_cidr: "10.244.0.0/16".into(),
+                service_cidr: "10.96.0.0/12".into(),
+                service_ip: "10.96.0.1".into(),
+                dns_domain: "cluster.local".into(),
+                endpoint: "apiserver.cluster.local:6443".into(),
+                endpoint_host: "apiserver.cluster.local".into(),
+                endpoint_port: 6443,
+                cert_sans: vec![],
+                ca_cert_hash: "sha256:00".into(),
+                apiservers: vec!["10.0.0.1:6443".into()],
+            },
         }
     }
 

@@ -124,6 +124,44 @@ fn append<W: Write>(tar: &mut tar::Builder<W>, tree: &Path, entry: &Entry) -> Re
     Ok(())
 }
 
+/// The stub alone (the bundle's first `stub.size` bytes, the `delivery` executable without
+/// the payload) at `<dir>/delivery`, checked against the signed stub digest. Hosts get it as
+/// `<root>/bin/delivery` for the commands they run themselves (`lb`).
+pub fn stub(bundle: &Path, stub: &bundle_format::manifest::Region, dir: &Path) -> Result<Built> {
+    let path = dir.join("delivery");
+    let want = stub.sha256.hex();
+    if fs::metadata(&path).is_ok_and(|m| m.len() == stub.size) && file_sha256(&path)? == want {
+        return Ok(Built {
+            path,
+            sha256: want,
+            size: stub.size,
+        });
+    }
+    fs::create_dir_all(dir).with_context(|| format!("failed to create {}", dir.display()))?;
+    let tmp = dir.join(format!(".delivery.{}.tmp", std::process::id()));
+    let mut from = File::open(bundle)
+        .with_context(|| format!("failed to open {}", bundle.display()))?
+        .take(stub.size);
+    let mut writer = HashingWriter {
+        inner: File::create(&tmp).with_context(|| format!("failed to create {}", tmp.display()))?,
+        hasher: Hasher::new(),
+        written: 0,
+    };
+    io::copy(&mut from, &mut writer)?;
+    let HashingWriter { inner, hasher, written } = writer;
+    inner.sync_all()?;
+    if written != stub.size || hasher.finish().hex() != want {
+        let _ = fs::remove_file(&tmp);
+        anyhow::bail!("the stub of {} does not match its signed digest", bundle.display());
+    }
+    fs::rename(&tmp, &path)?;
+    Ok(Built {
+        path,
+        sha256: want,
+        size: stub.size,
+    })
+}
+
 /// SHA-256 (hex) of a whole file, streamed.
 pub fn file_sha256(path: &Path) -> Result<String> {
     let file = File::open(path).with_context(|| format!("failed to open {}", path.display()))?;

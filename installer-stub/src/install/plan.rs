@@ -8,6 +8,9 @@
 //! 2. `copy`: every master and node gets its payload (`master.tar`: every file of the bundle but
 //!    `hooks/`; `node.tar`: `rootfs/` only), checked by digest and unpacked into
 //!    `<root>/files`, plus containerd mirror configuration in `<root>/certs.d`.
+//!    Every such host also gets the stub itself at `<root>/bin/delivery` (nodes run its `lb`).
+//!    For a Kubernetes bundle (it carries `kubernetes.toml`), masters then get the PKI the
+//!    installer made (`pki` step, see [`crate::pki`]) in `/etc/kubernetes/pki`.
 //! 3. `prepare` hooks on every master and node, in parallel, right after its copy.
 //! 4. `init` hooks on the first master; 5. `join-master` hooks on the other masters, one at a
 //!    time; 6. `join-node` hooks on hosts with only the node role, in parallel.
@@ -51,6 +54,9 @@ pub struct Plan {
     pub hooks: Vec<Hook>,
     /// Shell commands the first master runs at the end (from LAUNCH or CMD).
     pub launch: Vec<String>,
+    /// A Kubernetes bundle (it carries `kubernetes.toml`): the installer makes the cluster's
+    /// PKI and copies it to every master.
+    pub kubernetes: bool,
     pub hosts: Vec<HostPlan>,
 }
 
@@ -235,6 +241,7 @@ pub fn make(
         payload(manifest, "node", &["rootfs/"]),
     ];
     let launch = launch_commands(manifest);
+    let kubernetes = manifest.entries.iter().any(|e| e.path() == KUBERNETES_TOML);
     let first = cluster.first_master().address.clone();
     let hosts = targets
         .iter()
@@ -253,6 +260,9 @@ pub fn make(
             };
             if payload.is_some() {
                 steps.push("copy".to_string());
+            }
+            if kubernetes && h.has_role(Role::Master) {
+                steps.push("pki".to_string());
             }
             for hook in &hooks {
                 if hook.phase == "check" || !hook_runs_on(&hook.phase, h, is_first) {
@@ -299,8 +309,31 @@ pub fn make(
         payloads,
         hooks,
         launch,
+        kubernetes,
         hosts,
     })
+}
+
+/// The bundle file that makes a bundle a Kubernetes bundle.
+pub const KUBERNETES_TOML: &str = "kubernetes.toml";
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KubernetesToml {
+    version: String,
+}
+
+/// The `version` in an unpacked bundle's `kubernetes.toml` (`tree` is the bundle's root).
+pub fn kubernetes_version(tree: &std::path::Path) -> Result<String, String> {
+    let path = tree.join(KUBERNETES_TOML);
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("failed to read {}: {e}", path.display()))?;
+    let k: KubernetesToml = toml::from_str(&text).map_err(|e| {
+        format!(
+            "bundle file {KUBERNETES_TOML}: {}\n  hint: it holds one key, version = \"v1.36.4\"",
+            e.message()
+        )
+    })?;
+    Ok(k.version)
 }
 
 /// An address as the host part of `HOST:PORT` (IPv6 in brackets).
@@ -402,6 +435,19 @@ impl Plan {
             .collect();
         if !copy.is_empty() {
             let _ = writeln!(s, "  copy         on {} (in parallel)", copy.join(", "));
+        }
+        if self.kubernetes {
+            let masters: Vec<&str> = self
+                .hosts
+                .iter()
+                .filter(|h| h.steps.iter().any(|s| s == "pki"))
+                .map(|h| h.address.as_str())
+                .collect();
+            let _ = writeln!(
+                s,
+                "  pki          on {}: Kubernetes certificates (100 years) to /etc/kubernetes/pki",
+                masters.join(", ")
+            );
         }
         for phase in HOOK_PHASES {
             let hooks: Vec<&str> = self.hooks_of(phase).map(|h| h.path.as_str()).collect();

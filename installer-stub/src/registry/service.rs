@@ -135,19 +135,8 @@ pub fn start(args: &ServiceArgs) -> Result<()> {
         "--state-dir",
     ])
     .arg(state)
-    .args(trust_args(args))
-    .stdin(Stdio::null())
-    .stdout(log.try_clone()?)
-    .stderr(log);
-    // SAFETY: setsid is async-signal-safe; the child leaves the installer's session so that
-    // the end of the SSH session does not end it.
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::setsid();
-            Ok(())
-        });
-    }
-    cmd.spawn()
+    .args(trust_args(args));
+    spawn_detached(cmd, log)
         .with_context(|| format!("failed to start the registry supervisor from {}", bundle.display()))?;
     wait_answering(addr, state, "the registry")?;
     let pid = running(state).map_or("?".to_string(), |p| p.to_string());
@@ -157,6 +146,20 @@ pub fn start(args: &ServiceArgs) -> Result<()> {
         log_path.display()
     );
     Ok(())
+}
+
+/// Starts `cmd` in its own session (the end of the SSH session that started it does not end
+/// it), stdin from /dev/null, stdout and stderr to `log`. Returns its pid.
+pub fn spawn_detached(mut cmd: Command, log: fs::File) -> std::io::Result<u32> {
+    cmd.stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
+    // SAFETY: setsid is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::setsid();
+            Ok(())
+        });
+    }
+    Ok(cmd.spawn()?.id())
 }
 
 fn wait_answering(addr: SocketAddr, state: &Path, what: &str) -> Result<()> {
