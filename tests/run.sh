@@ -25,6 +25,10 @@ cargo clippy --release --locked --workspace --all-targets -- -D warnings
 step "unit and end-to-end tests"
 cargo test --release --locked --workspace
 
+step "the Kubernetes bundle's fetch.sh against a fake upstream on loopback"
+tests/bundles/kubernetes-fetch.sh >/dev/null
+echo "kubernetes-fetch: ok"
+
 step "the demo, as a newcomer runs it"
 tests/demo.sh >/dev/null
 echo "demo: ok"

@@ -610,6 +610,7 @@ impl<'a> Engine<'a> {
                 port: c.registry.port,
                 endpoint: p.registry.endpoint.clone(),
                 domains: p.registry.domains.clone(),
+                images: self.s.manifest.images.iter().map(|i| i.name.clone()).collect(),
             },
             paths: Paths::under(&p.root),
             bundle: BundleVars {

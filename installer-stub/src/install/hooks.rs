@@ -5,7 +5,7 @@
 //! Template variables (documented in README.md, "Hooks"):
 //! `cluster.name`, `host.address`, `host.name`, `host.roles`, `hosts` (every host: `address`,
 //! `name`, `roles`), `first_master`, `masters`, `nodes` (addresses), `registry.address`,
-//! `registry.port`, `registry.endpoint`, `registry.domains`, `paths.root`, `paths.files`,
+//! `registry.port`, `registry.endpoint`, `registry.domains`, `registry.images`, `paths.root`, `paths.files`,
 //! `paths.certs_d`, `paths.state`, `bundle.name`, `bundle.version`, `bundle.id`, `env` (the
 //! bundle's ENV with the Clusterfile's `[env]` over it), `published`, and `kubernetes`
 //! (the Clusterfile's `[kubernetes]` with defaults: `version` (empty unless the bundle carries
@@ -69,6 +69,8 @@ pub struct RegistryVars {
     pub port: u16,
     pub endpoint: String,
     pub domains: Vec<String>,
+    /// Every image the bundle carries, by its full original name.
+    pub images: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -179,6 +181,7 @@ mod tests {
                 port: 5000,
                 endpoint: "10.0.0.1:5000".into(),
                 domains: vec!["docker.io".into(), "example.com".into()],
+                images: vec!["docker.io/library/busybox:1.36".into()],
             },
             paths: Paths::under("/var/lib/delivery/prod"),
             bundle: BundleVars {

@@ -9,6 +9,7 @@ mod hostile;
 mod images;
 mod install;
 mod kubefile_errors;
+mod kubernetes;
 mod registry;
 mod round_trip;
 mod tamper;
