@@ -420,6 +420,11 @@ pub fn renew(dir: &Path) -> Result<Report> {
         write(&crt, &cert.to_pem()?, 0o644)?;
         report.reissued.push(leaf.stem.to_string());
     }
+    let (ca_cert, ca_key) = load_ca(dir, "ca")?;
+    for (name, path) in kubeconfigs(dir) {
+        renew_kubeconfig(&path, &ca_cert, &ca_key)?;
+        report.reissued.push(name);
+    }
     if report.reissued.is_empty() {
         bail!(
             "no leaf certificates in {}\n  hint: run on a master after install, or name the directory with --dir",
@@ -488,6 +493,79 @@ pub fn to_push(
     Ok(push)
 }
 
+/// The kubeconfig files kubeadm writes beside the PKI directory, whose client certificates it
+/// makes for one year (the kubelet's own rotates by itself): (name, path) of those present.
+fn kubeconfigs(dir: &Path) -> Vec<(String, PathBuf)> {
+    let Some(parent) = dir.parent() else { return Vec::new() };
+    KUBECONFIGS
+        .iter()
+        .map(|n| (n.to_string(), parent.join(n)))
+        .filter(|(_, p)| p.is_file())
+        .collect()
+}
+
+const KUBECONFIGS: [&str; 4] = [
+    "admin.conf",
+    "super-admin.conf",
+    "controller-manager.conf",
+    "scheduler.conf",
+];
+
+/// The `client-certificate-data` / `client-key-data` values of a kubeconfig (one user).
+fn kubeconfig_client(text: &str) -> Option<(Vec<u8>, Vec<u8>)> {
+    use base64::Engine;
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix(name))
+            .and_then(|v| base64::engine::general_purpose::STANDARD.decode(v.trim()).ok())
+    };
+    Some((field("client-certificate-data:")?, field("client-key-data:")?))
+}
+
+/// Issues a kubeconfig's client certificate again for 100 years (same key and subject), in
+/// place; the rest of the file is kept byte for byte.
+fn renew_kubeconfig(path: &Path, ca_cert: &X509, ca_key: &PKey<Private>) -> Result<()> {
+    use base64::Engine;
+    let text = fs::read_to_string(path).with_context(|| format!("failed to read {}", path.display()))?;
+    let Some((cert_pem, key_pem)) = kubeconfig_client(&text) else {
+        bail!(
+            "{} has no embedded client certificate and key: not renewed\n  hint: renew the files it points to with kubeadm, or remove it",
+            path.display()
+        );
+    };
+    let old = X509::from_pem(&cert_pem)
+        .with_context(|| format!("{}: client-certificate-data is not a certificate", path.display()))?;
+    if !old.verify(&*ca_cert.public_key()?).unwrap_or(false) {
+        bail!(
+            "{}: its client certificate was not issued by this cluster's ca.crt: refusing to renew it",
+            path.display()
+        );
+    }
+    let key = PKey::private_key_from_pem(&key_pem)
+        .with_context(|| format!("{}: client-key-data is not a private key", path.display()))?;
+    let cert = issue(
+        old.subject_name(),
+        &key,
+        Some((ca_cert, ca_key)),
+        Profile::Leaf(Usage::Client),
+        &(BTreeSet::new(), BTreeSet::new()),
+    )?;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(cert.to_pem()?);
+    let mut out = String::with_capacity(text.len() + 512);
+    for line in text.split_inclusive('\n') {
+        match line.find("client-certificate-data:") {
+            Some(at) => {
+                out.push_str(&line[..at]);
+                out.push_str("client-certificate-data: ");
+                out.push_str(&encoded);
+                out.push('\n');
+            }
+            None => out.push_str(line),
+        }
+    }
+    write(path, out.as_bytes(), 0o600)
+}
+
 /// Every certificate in `dir` (and `dir/etcd`), CAs first.
 pub fn list(dir: &Path) -> Result<Vec<CertInfo>> {
     require_dir(dir)?;
@@ -523,7 +601,22 @@ pub fn list(dir: &Path) -> Result<Vec<CertInfo>> {
             name,
         });
     }
-    out.sort_by(|a, b| (!a.ca, &a.name).cmp(&(!b.ca, &b.name)));
+    for (name, path) in kubeconfigs(dir) {
+        let text = fs::read_to_string(&path).with_context(|| format!("failed to read {}", path.display()))?;
+        let Some(cert) = kubeconfig_client(&text).and_then(|(c, _)| X509::from_pem(&c).ok()) else {
+            continue;
+        };
+        out.push(CertInfo {
+            subject: common_name(cert.subject_name()),
+            issuer: common_name(cert.issuer_name()),
+            not_after: not_after(cert.not_after()),
+            days_left: i64::from(now.diff(cert.not_after())?.days),
+            ca: false,
+            sans: Vec::new(),
+            name,
+        });
+    }
+    out.sort_by(|a, b| (!a.ca, a.name.ends_with(".conf"), &a.name).cmp(&(!b.ca, b.name.ends_with(".conf"), &b.name)));
     Ok(out)
 }
 
@@ -912,5 +1005,73 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("another cluster's PKI"), "{e}");
+    }
+
+    /// A kubeconfig as kubeadm writes it, with a one-year client certificate from `ca`.
+    fn kubeconfig(dir: &Path, name: &str) -> PathBuf {
+        use base64::Engine;
+        let (ca, ca_key) = load_ca(dir, "ca").unwrap();
+        let key = new_key().unwrap();
+        let subject = subject("kubernetes-admin", Some("kubeadm:cluster-admins")).unwrap();
+        let mut cert = issue(
+            &subject,
+            &key,
+            Some((&ca, &ca_key)),
+            Profile::Leaf(Usage::Client),
+            &(BTreeSet::new(), BTreeSet::new()),
+        )
+        .unwrap();
+        // One year, as kubeadm makes it.
+        let mut b = X509::builder().unwrap();
+        b.set_version(2).unwrap();
+        b.set_subject_name(cert.subject_name()).unwrap();
+        b.set_issuer_name(ca.subject_name()).unwrap();
+        b.set_pubkey(&key).unwrap();
+        b.set_not_before(&*Asn1Time::days_from_now(0).unwrap()).unwrap();
+        b.set_not_after(&*Asn1Time::days_from_now(365).unwrap()).unwrap();
+        b.sign(&ca_key, MessageDigest::sha256()).unwrap();
+        cert = b.build();
+        let b64 = |v: Vec<u8>| base64::engine::general_purpose::STANDARD.encode(v);
+        let text = format!(
+            "apiVersion: v1\nclusters:\n- cluster:\n    certificate-authority-data: {}\n    server: https://apiserver.cluster.local:6443\n  name: kubernetes\nusers:\n- name: kubernetes-admin\n  user:\n    client-certificate-data: {}\n    client-key-data: {}\n",
+            b64(ca.to_pem().unwrap()),
+            b64(cert.to_pem().unwrap()),
+            b64(key.private_key_to_pem_pkcs8().unwrap())
+        );
+        let path = dir.parent().unwrap().join(name);
+        fs::write(&path, text).unwrap();
+        path
+    }
+
+    #[test]
+    fn renew_takes_kubeconfigs_to_100_years() {
+        let root = tempfile::tempdir().unwrap();
+        let d = root.path().join("pki");
+        ensure(&d, &spec()).unwrap();
+        let admin = kubeconfig(&d, "admin.conf");
+        let before = fs::read_to_string(&admin).unwrap();
+        let l = list(&d).unwrap();
+        let row = l.iter().find(|c| c.name == "admin.conf").unwrap();
+        assert!(row.days_left <= 365 && row.subject == "kubernetes-admin", "{row:?}");
+        let r = renew(&d).unwrap();
+        assert!(r.reissued.contains(&"admin.conf".to_string()), "{r:?}");
+        let after = fs::read_to_string(&admin).unwrap();
+        let l = list(&d).unwrap();
+        let row = l.iter().find(|c| c.name == "admin.conf").unwrap();
+        assert!(row.days_left >= 36_520, "{row:?}");
+        // Only the certificate line changed; the key and the rest are kept.
+        let changed: Vec<_> = before.lines().zip(after.lines()).filter(|(a, b)| a != b).collect();
+        assert_eq!(changed.len(), 1);
+        assert!(changed[0].1.trim_start().starts_with("client-certificate-data: "));
+        let (cert, _) = kubeconfig_client(&after).unwrap();
+        let cert = X509::from_pem(&cert).unwrap();
+        let ca = read_cert(&d.join("ca.crt")).unwrap();
+        assert!(cert.verify(&*ca.public_key().unwrap()).unwrap());
+        let org: Vec<_> = cert
+            .subject_name()
+            .entries_by_nid(Nid::ORGANIZATIONNAME)
+            .map(|e| e.data().to_string().unwrap())
+            .collect();
+        assert_eq!(org, ["kubeadm:cluster-admins"]);
     }
 }

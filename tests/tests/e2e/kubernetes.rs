@@ -36,12 +36,32 @@ LOG='@LOG@'
 h=$(hostname)
 mkdir -p "$LOG/calls" "$LOG/nodes"
 echo "$(date +%s%N) $h start $*" >>"$LOG/kubeadm.log"
+mkconf() { # FILE CN [ORG]: a kubeconfig with a one-year client certificate, as kubeadm makes it
+  d=$(mktemp -d)
+  subj="/CN=$2"; [ -n "${3:-}" ] && subj="/O=$3/CN=$2"
+  openssl req -new -newkey rsa:2048 -nodes -keyout "$d/k" -subj "$subj" -out "$d/csr" 2>/dev/null
+  openssl x509 -req -in "$d/csr" -CA /etc/kubernetes/pki/ca.crt -CAkey /etc/kubernetes/pki/ca.key \
+    -set_serial "0x$(od -An -tx1 -N8 /dev/urandom | tr -d ' \n')" -days 365 -out "$d/c" 2>/dev/null
+  printf 'apiVersion: v1\nclusters:\n- cluster:\n    server: https://apiserver.cluster.local:6443\n  name: kubernetes\nusers:\n- name: u\n  user:\n    client-certificate-data: %s\n    client-key-data: %s\n' \
+    "$(base64 -w0 "$d/c")" "$(base64 -w0 "$d/k")" >"/etc/kubernetes/$1"
+  rm -rf "$d"
+}
+case "$1 $2" in
+  "init phase" | "join phase")
+    mkconf admin.conf kubernetes-admin kubeadm:cluster-admins
+    mkconf super-admin.conf kubernetes-super-admin system:masters
+    mkconf controller-manager.conf system:kube-controller-manager
+    mkconf scheduler.conf system:kube-scheduler
+    echo "$(date +%s%N) $h end $1 phase" >>"$LOG/kubeadm.log"
+    exit 0
+    ;;
+esac
 case "$1" in
   init)
     [ -f /etc/kubernetes/pki/ca.crt ] || { echo "stand-in kubeadm: no /etc/kubernetes/pki/ca.crt" >&2; exit 1; }
     cp "$3" "$LOG/calls/$h-init.yaml"
     mkdir -p /etc/kubernetes/manifests
-    echo stand-in >/etc/kubernetes/admin.conf
+    [ -f /etc/kubernetes/admin.conf ] || echo stand-in >/etc/kubernetes/admin.conf
     echo stand-in >/etc/kubernetes/kubelet.conf
     touch /etc/kubernetes/manifests/kube-apiserver.yaml
     echo "$h" >"$LOG/nodes/$h"
@@ -53,7 +73,7 @@ case "$1" in
     if grep -q controlPlane "$3"; then
       mkdir -p /etc/kubernetes/manifests
       touch /etc/kubernetes/manifests/kube-apiserver.yaml
-      echo stand-in >/etc/kubernetes/admin.conf
+      [ -f /etc/kubernetes/admin.conf ] || echo stand-in >/etc/kubernetes/admin.conf
     fi
     echo stand-in >/etc/kubernetes/kubelet.conf
     echo "$h" >"$LOG/nodes/$h"
@@ -269,13 +289,13 @@ fn kubernetes_bundle_standin_kubeadm_three_masters_one_worker() {
 
     // init once, on the first master, after the PKI was in place (the stand-in checks).
     let calls = kubeadm_calls();
-    let inits: Vec<_> = calls.iter().filter(|c| c.3.starts_with("init")).collect();
+    let inits: Vec<_> = calls.iter().filter(|c| c.3.starts_with("init --config")).collect();
     assert_eq!(inits.len(), 1, "{calls:?}");
     assert_eq!(inits[0].2, "node1");
     // Masters joined one at a time, after init; the worker joined too.
     let mut joins: Vec<_> = calls
         .iter()
-        .filter(|c| c.3.starts_with("join") && c.2 != "node4")
+        .filter(|c| c.3.starts_with("join --config") && c.2 != "node4")
         .collect();
     joins.sort();
     assert_eq!(
@@ -405,10 +425,44 @@ fn kubernetes_bundle_standin_kubeadm_three_masters_one_worker() {
     }
     check_pki(&pki(2));
 
+    // The kubeconfigs kubeadm made for one year were taken to 100 years before init and joins.
+    for (i, conf) in [(1, "admin.conf"), (2, "controller-manager.conf"), (3, "scheduler.conf")] {
+        let text = fs::read_to_string(bed.upper(i).join("etc/kubernetes").join(conf)).unwrap();
+        let b64 = text
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("client-certificate-data: "))
+            .unwrap()
+            .to_string();
+        let pem = ok(Command::new("sh").arg("-c").arg(format!("echo '{b64}' | base64 -d")));
+        let pem_path = work().join(format!("node{i}-{conf}.crt"));
+        fs::write(&pem_path, &pem.stdout).unwrap();
+        let in_99_years = ((99.0 * 365.25 * 86400.0) as u64).to_string();
+        let still = Command::new("openssl")
+            .args([
+                "x509",
+                "-noout",
+                "-checkend",
+                &in_99_years,
+                "-in",
+                pem_path.to_str().unwrap(),
+            ])
+            .output()
+            .unwrap();
+        assert!(still.status.success(), "node{i} {conf} expires within 99 years");
+        let verified = openssl(&[
+            "verify",
+            "-CAfile",
+            pki(1).join("ca.crt").to_str().unwrap(),
+            pem_path.to_str().unwrap(),
+        ]);
+        assert!(verified.trim().ends_with(": OK"), "{verified}");
+    }
+
     // cert --list and --renew on a master: the CA stays, leaves move on, still chained.
     let list = ok(&mut on_master(&bed, &["cert", "--list"], None));
     let text = String::from_utf8_lossy(&list.stdout);
-    assert_eq!(text.lines().count(), 11, "{text}");
+    assert_eq!(text.lines().count(), 15, "{text}");
+    assert!(text.contains("admin.conf") && text.contains("scheduler.conf"), "{text}");
     let ca_before = fs::read(pki(1).join("ca.crt")).unwrap();
     let serial = |i: usize| {
         openssl(&[
@@ -428,7 +482,13 @@ fn kubernetes_bundle_standin_kubeadm_three_masters_one_worker() {
     // A second install converges: no second init, the renewed leaf on node1 is kept.
     let again = run(&mut on_master(&bed, &["install", "--yes"], Some(&config)));
     assert!(again.status.success(), "re-install failed: {}", explain(&again, &bed));
-    assert_eq!(kubeadm_calls().iter().filter(|c| c.3.starts_with("init")).count(), 1);
+    assert_eq!(
+        kubeadm_calls()
+            .iter()
+            .filter(|c| c.3.starts_with("init --config"))
+            .count(),
+        1
+    );
     assert_ne!(
         serial(1),
         before,

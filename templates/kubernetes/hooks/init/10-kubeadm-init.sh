@@ -63,6 +63,10 @@ apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
 cgroupDriver: $driver
 CONF
+  # kubeadm makes the kubeconfigs' client certificates for one year: make them first, take
+  # them to 100 years with the installer's CA, then init uses them as they are.
+  kubeadm init phase kubeconfig all --config "$state/kubeadm-init.yaml"
+  '{{ paths.root }}/bin/delivery' cert --renew --dir /etc/kubernetes/pki >/dev/null
   kubeadm init --config "$state/kubeadm-init.yaml" --upload-certs
 fi
 echo "KUBEADM_TOKEN=$token" >>"$DELIVERY_PUBLISH"

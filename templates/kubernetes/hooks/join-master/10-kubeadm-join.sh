@@ -23,6 +23,9 @@ controlPlane:
     bindPort: 6443
   certificateKey: "{{ published.KUBEADM_CERT_KEY }}"
 CONF
+  # As on the first master: kubeconfigs made, taken to 100 years, then the join uses them.
+  kubeadm join phase control-plane-prepare all --config "$state/kubeadm-join.yaml"
+  '{{ paths.root }}/bin/delivery' cert --renew --dir /etc/kubernetes/pki >/dev/null
   kubeadm join --config "$state/kubeadm-join.yaml"
 fi
 # From now on this master uses its own API server.
