@@ -1027,8 +1027,8 @@ mod tests {
         b.set_subject_name(cert.subject_name()).unwrap();
         b.set_issuer_name(ca.subject_name()).unwrap();
         b.set_pubkey(&key).unwrap();
-        b.set_not_before(&*Asn1Time::days_from_now(0).unwrap()).unwrap();
-        b.set_not_after(&*Asn1Time::days_from_now(365).unwrap()).unwrap();
+        b.set_not_before(&Asn1Time::days_from_now(0).unwrap()).unwrap();
+        b.set_not_after(&Asn1Time::days_from_now(365).unwrap()).unwrap();
         b.sign(&ca_key, MessageDigest::sha256()).unwrap();
         cert = b.build();
         let b64 = |v: Vec<u8>| base64::engine::general_purpose::STANDARD.encode(v);

@@ -573,9 +573,19 @@ fn check_pki(dir: &Path) {
     assert!(sa.contains("2048 bit"), "{sa}");
 }
 
+/// A process killed (and reaped) when dropped, also when a test fails.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// A plain TCP service on host `i`'s port 6443 that answers every connection with its name.
-fn service(bed: &Testbed, i: usize) -> std::process::Child {
-    bed.on(i, Path::new("/usr/bin/python3"))
+fn service(bed: &Testbed, i: usize) -> Killed {
+    Killed(bed.on(i, Path::new("/usr/bin/python3"))
         .arg("-c")
         .arg(
             "import socket\ns=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
@@ -584,7 +594,7 @@ fn service(bed: &Testbed, i: usize) -> std::process::Child {
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .spawn()
-        .unwrap()
+        .unwrap())
 }
 
 /// `n` connections to 127.0.0.1:6443 from host `i`: who answered each (empty: refused).
@@ -601,7 +611,7 @@ fn ask(bed: &Testbed, i: usize, n: usize) -> Vec<String> {
 #[test]
 fn lb_fails_over_between_masters_on_the_testbed() {
     let bed = Testbed::up(3);
-    let mut one = service(&bed, 1);
+    let one = service(&bed, 1);
     let _two = service(&bed, 2);
     let state = work().join("lb-state");
     let _ = fs::remove_dir_all(&state);
@@ -649,8 +659,7 @@ fn lb_fails_over_between_masters_on_the_testbed() {
     });
 
     // A master's service dies: every connection goes to the other one within seconds.
-    one.kill().unwrap();
-    one.wait().unwrap();
+    drop(one);
     let took = wait_for("failover to node2", &|g| g.iter().all(|s| s == "node2"));
     eprintln!("failover took {:.1}s", took.as_secs_f64());
     // And no connection is lost once it is marked down.
