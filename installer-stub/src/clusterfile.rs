@@ -1311,7 +1311,28 @@ mod tests {
         assert_eq!(node.ssh.port, 22);
         assert_eq!(node.ssh.auth, c.ssh.auth);
         // Every address of a range points at the range.
-        assert_eq!((node.origin.line, node.origin.column), (44, 14));
+        let line = TEMPLATE
+            .lines()
+            .position(|l| l.contains("10.0.0.21-10.0.0.23"))
+            .unwrap()
+            + 1;
+        assert_eq!((node.origin.line, node.origin.column), (line, 14));
+        // The commented [kubernetes] example, uncommented, parses to its documented values.
+        let uncommented: String = TEMPLATE
+            .lines()
+            .map(|l| match l.strip_prefix("# ") {
+                Some(rest)
+                    if rest.starts_with("[kubernetes]") || KUBERNETES_KEYS.iter().any(|k| rest.starts_with(k)) =>
+                {
+                    rest
+                }
+                _ => l,
+            })
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let c = parse_with_home(Path::new("cluster.toml"), &uncommented, Some("/home/op".into())).unwrap();
+        assert_eq!(c.kubernetes.cert_sans, ["k8s.example.com"]);
+        assert_eq!(c.kubernetes.pod_cidr, Kubernetes::default().pod_cidr);
     }
 
     #[test]

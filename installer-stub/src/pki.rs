@@ -19,10 +19,8 @@
 //!   last one year; the kubelet's own client certificate rotates by itself.
 
 use std::collections::BTreeSet;
-use std::fs::{self, OpenOptions};
-use std::io::Write;
+use std::fs;
 use std::net::IpAddr;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -343,35 +341,18 @@ pub fn ensure(dir: &Path, spec: &Spec) -> Result<Report> {
         if crt.exists() && key.exists() {
             let cert = read_cert(&crt)?;
             let (dns, ips) = sans_of(&cert);
-            let chains = cert.verify(&*ca_cert.public_key()?).unwrap_or(false)
-                && same_name(cert.issuer_name(), ca_cert.subject_name());
-            if chains && wanted.0.is_subset(&dns) && wanted.1.is_subset(&ips) {
+            if issued_by(&cert, &ca_cert) && wanted.0.is_subset(&dns) && wanted.1.is_subset(&ips) {
                 report.kept.push(leaf.stem.to_string());
                 continue;
             }
             // Keep every name it had (a SAN removed from the Clusterfile stays: harmless).
             let names = (&wanted.0 | &dns, &wanted.1 | &ips);
-            let k = read_key(&key)?;
-            let cn = leaf.cn.unwrap_or(spec.first_master());
-            let cert = issue(
-                &*subject(cn, leaf.org)?,
-                &k,
-                Some((&ca_cert, &ca_key)),
-                Profile::Leaf(leaf.usage),
-                &names,
-            )?;
+            let cert = issue_leaf(leaf, spec, &read_key(&key)?, (&ca_cert, &ca_key), &names)?;
             write(&crt, &cert.to_pem()?, 0o644)?;
             report.reissued.push(leaf.stem.to_string());
         } else {
             let k = new_key()?;
-            let cn = leaf.cn.unwrap_or(spec.first_master());
-            let cert = issue(
-                &*subject(cn, leaf.org)?,
-                &k,
-                Some((&ca_cert, &ca_key)),
-                Profile::Leaf(leaf.usage),
-                &wanted,
-            )?;
+            let cert = issue_leaf(leaf, spec, &k, (&ca_cert, &ca_key), &wanted)?;
             write(&key, &k.rsa()?.private_key_to_pem()?, 0o600)?;
             write(&crt, &cert.to_pem()?, 0o644)?;
             report.created.push(leaf.stem.to_string());
@@ -398,9 +379,7 @@ pub fn renew(dir: &Path) -> Result<Report> {
         }
         let (ca_cert, ca_key) = load_ca(dir, leaf.ca)?;
         let old = read_cert(&crt)?;
-        if !(old.verify(&*ca_cert.public_key()?).unwrap_or(false)
-            && same_name(old.issuer_name(), ca_cert.subject_name()))
-        {
+        if !issued_by(&old, &ca_cert) {
             bail!(
                 "{} was not issued by {}/{}.crt: refusing to renew it\n  hint: this directory mixes certificates of two PKIs; restore the matching CA",
                 crt.display(),
@@ -477,8 +456,7 @@ pub fn to_push(
             let wanted = spec.names(leaf.names);
             let keep = theirs.is_some_and(|t| {
                 let (dns, ips) = sans_of(&t);
-                t.verify(&*ca.public_key().expect("a CA certificate has a public key"))
-                    .unwrap_or(false)
+                issued_by(&t, &ca)
                     && wanted.0.is_subset(&dns)
                     && wanted.1.is_subset(&ips)
                     && t.not_after() >= ours.not_after()
@@ -535,7 +513,7 @@ fn renew_kubeconfig(path: &Path, ca_cert: &X509, ca_key: &PKey<Private>) -> Resu
     };
     let old = X509::from_pem(&cert_pem)
         .with_context(|| format!("{}: client-certificate-data is not a certificate", path.display()))?;
-    if !old.verify(&*ca_cert.public_key()?).unwrap_or(false) {
+    if !issued_by(&old, ca_cert) {
         bail!(
             "{}: its client certificate was not issued by this cluster's ca.crt: refusing to renew it",
             path.display()
@@ -750,6 +728,24 @@ fn issue(
     Ok(b.build())
 }
 
+/// A leaf of kind `leaf` for `key`, with these names, signed by `ca`.
+fn issue_leaf(
+    leaf: &Leaf,
+    spec: &Spec,
+    key: &PKey<Private>,
+    ca: (&X509, &PKey<Private>),
+    names: &(BTreeSet<String>, BTreeSet<IpAddr>),
+) -> Result<X509> {
+    let cn = leaf.cn.unwrap_or(spec.first_master());
+    issue(
+        &*subject(cn, leaf.org)?,
+        key,
+        Some(ca),
+        Profile::Leaf(leaf.usage),
+        names,
+    )
+}
+
 fn load_ca(dir: &Path, stem: &str) -> Result<(X509, PKey<Private>)> {
     Ok((
         read_cert(&dir.join(format!("{stem}.crt")))?,
@@ -789,6 +785,11 @@ fn sans_of(cert: &X509) -> (BTreeSet<String>, BTreeSet<IpAddr>) {
     (dns, ips)
 }
 
+/// Whether `cert` was signed by `ca` and names it as its issuer.
+fn issued_by(cert: &X509, ca: &X509) -> bool {
+    ca.public_key().is_ok_and(|k| cert.verify(&k).unwrap_or(false)) && same_name(cert.issuer_name(), ca.subject_name())
+}
+
 fn same_name(a: &X509NameRef, b: &X509NameRef) -> bool {
     matches!((a.to_der(), b.to_der()), (Ok(x), Ok(y)) if x == y)
 }
@@ -804,25 +805,12 @@ fn not_after(t: &Asn1TimeRef) -> String {
     t.to_string()
 }
 
-/// Writes through a temp name with `mode`, fsynced, then renamed; parents made 0755.
+/// Writes through a temp name with `mode`, fsynced, then renamed; parents made as needed.
 fn write(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    fs::create_dir_all(dir).with_context(|| format!("failed to create {}", dir.display()))?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(mode)
-        .open(&tmp)
-        .with_context(|| format!("failed to write {}", tmp.display()))?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    fs::rename(&tmp, path).with_context(|| format!("failed to write {}", path.display()))
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir).with_context(|| format!("failed to create {}", dir.display()))?;
+    }
+    crate::install::write_atomic_mode(path, bytes, mode).with_context(|| format!("failed to write {}", path.display()))
 }
 
 #[cfg(test)]
