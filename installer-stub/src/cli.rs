@@ -72,8 +72,8 @@ pub enum Command {
     /// once (a failing host stops everything before any change), verifies and unpacks the
     /// bundle here, starts the registry mirror on the registry host, copies to every host what
     /// its roles need (checked by digest, skipped when already there), runs the bundle's hooks
-    /// (prepare everywhere; init on the first master; join-master one at a time; join-node in
-    /// parallel), the Kubefile's LAUNCH/CMD on the first master, and finally `check`.
+    /// (prepare everywhere; init, then pre-join, on the first master; join-master one at a time;
+    /// join-node in parallel), the Kubefile's LAUNCH/CMD on the first master, and finally `check`.
     /// Every step is recorded in a journal on this master: after any failure, kill or reboot,
     /// run the same command again and it resumes. A failing host does not stop the others:
     /// exit code 4 and a summary table.
@@ -83,7 +83,8 @@ pub enum Command {
     /// Add the hosts of the Clusterfile that are not installed yet (all, or those named by --host).
     ///
     /// Runs preflight, copy, the prepare hooks and the join hooks on those hosts only, with the
-    /// values the init hooks published; hosts already in the journal are not touched.
+    /// values the init hooks published; hosts already in the journal are not touched, except
+    /// that the first master runs the bundle's pre-join hooks (fresh join credentials).
     /// Example: ./delivery.run add-node --config cluster.toml --host 10.0.0.24 --yes
     AddNode(AddNodeArgs),
     /// Kubernetes certificates (100-year PKI made by install): list their expiry, or renew them.

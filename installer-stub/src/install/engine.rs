@@ -452,6 +452,28 @@ impl<'a> Engine<'a> {
                 }
             }
         }
+        // Fresh join credentials, when some host still has to join.
+        let pending_join = (0..n).any(|i| {
+            let j = self.journal.lock().expect("no panics while locked");
+            plan.hosts[i].steps.iter().any(|s| {
+                (s.starts_with("hook:join-master/") || s.starts_with("hook:join-node/"))
+                    && !j.is_done(self.address(i), s)
+            })
+        });
+        if pending_join && self.blocked.lock().expect("no panics while locked").is_none() {
+            for i in (0..n).filter(|&i| plan.hosts[i].steps.iter().any(|s| s.starts_with("hook:pre-join/"))) {
+                for hook in plan.hooks_of("pre-join") {
+                    if !self.hook(i, hook) {
+                        *self.blocked.lock().expect("no panics while locked") = Some(format!(
+                            "not run: {} failed on the first master {}",
+                            hook.path,
+                            self.address(i)
+                        ));
+                        break;
+                    }
+                }
+            }
+        }
         for i in (0..n).filter(|&i| plan.hosts[i].steps.iter().any(|s| s.starts_with("hook:join-master/"))) {
             for hook in plan.hooks_of("join-master") {
                 if !self.hook(i, hook) {
@@ -484,7 +506,7 @@ impl<'a> Engine<'a> {
 
     fn check_all(&self) -> Result<()> {
         let n = self.s.plan.hosts.len();
-        let all: Vec<usize> = (0..n).collect();
+        let all: Vec<usize> = (0..n).filter(|&i| self.plan_has(i, "check")).collect();
         self.par(&all, |i| {
             self.step(i, "check", true, |r| self.check(r, i));
         });
@@ -674,9 +696,9 @@ impl<'a> Engine<'a> {
     fn hook(&self, i: usize, hook: &Hook) -> bool {
         let step = hook.step();
         let join = hook.phase == "join-master" || hook.phase == "join-node";
-        // prepare hooks bring a host's services up (after a reboot too): they run every time;
-        // init and join hooks run once.
-        let always = hook.phase == "prepare";
+        // prepare hooks bring a host's services up (after a reboot too) and pre-join hooks make
+        // fresh join credentials: they run every time; init and join hooks run once.
+        let always = hook.phase == "prepare" || hook.phase == "pre-join";
         self.step(i, &step, always, |r| {
             if join {
                 if let Some(reason) = self.blocked.lock().expect("no panics while locked").clone() {

@@ -148,7 +148,15 @@ fn run(mode: Mode, args: &InstallArgs, only: &[String]) -> Result<()> {
     let journal = Journal::open(&journal_path, &cluster.name, record)?;
     let targets: Vec<&Host> = match mode {
         Mode::Install => cluster.hosts.iter().collect(),
-        Mode::AddNode => add_node_targets(&cluster, &journal, &journal_path, only)?,
+        Mode::AddNode => {
+            let mut t = add_node_targets(&cluster, &journal, &journal_path, only)?;
+            // New hosts join with fresh credentials from the first master's pre-join hooks.
+            let pre_join = plan::hooks(&manifest).is_ok_and(|h| h.iter().any(|h| h.phase == "pre-join"));
+            if pre_join && !t.is_empty() {
+                t.insert(0, cluster.first_master());
+            }
+            t
+        }
     };
     let plan = plan::make(
         mode,

@@ -12,7 +12,9 @@
 //!    For a Kubernetes bundle (it carries `kubernetes.toml`), masters then get the PKI the
 //!    installer made (`pki` step, see [`crate::pki`]) in `/etc/kubernetes/pki`.
 //! 3. `prepare` hooks on every master and node, in parallel, right after its copy.
-//! 4. `init` hooks on the first master; 5. `join-master` hooks on the other masters, one at a
+//! 4. `init` hooks on the first master; `pre-join` hooks there too, before any join (fresh join
+//!    credentials: `add-node` runs them on the installed first master and nothing else there);
+//!    5. `join-master` hooks on the other masters, one at a
 //!    time; 6. `join-node` hooks on hosts with only the node role, in parallel.
 //! 7. `launch`: the Kubefile's LAUNCH or CMD on the first master.
 //! 8. `check` hooks on every host, and the registry answering for every image.
@@ -31,7 +33,7 @@ pub fn remote_root(cluster: &str) -> String {
 }
 
 /// Hook phases, in the order they run.
-pub const HOOK_PHASES: [&str; 5] = ["prepare", "init", "join-master", "join-node", "check"];
+pub const HOOK_PHASES: [&str; 6] = ["prepare", "init", "pre-join", "join-master", "join-node", "check"];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -132,7 +134,7 @@ pub fn hook_runs_on(phase: &str, host: &Host, first_master: bool) -> bool {
     let node = host.has_role(Role::Node);
     match phase {
         "prepare" | "check" => master || node,
-        "init" => first_master,
+        "init" | "pre-join" => first_master,
         "join-master" => master && !first_master,
         "join-node" => node && !master,
         _ => false,
@@ -247,6 +249,15 @@ pub fn make(
         .iter()
         .map(|h| {
             let is_first = h.address == first;
+            if mode == Mode::AddNode && is_first {
+                // Installed already (add-node requires it): only fresh join credentials.
+                return HostPlan {
+                    address: h.address.to_string(),
+                    roles: role_names(h),
+                    payload: None,
+                    steps: hooks.iter().filter(|k| k.phase == "pre-join").map(Hook::step).collect(),
+                };
+            }
             let mut steps = Vec::new();
             if mode == Mode::Install && h.address == registry_host.address {
                 steps.push("registry".to_string());
@@ -463,6 +474,7 @@ impl Plan {
             let order = match phase {
                 "join-master" => "one at a time",
                 "init" => "first master",
+                "pre-join" => "first master, before joins",
                 _ => "in parallel",
             };
             let _ = writeln!(s, "  {phase:<12} on {} ({order}): {}", on.join(", "), hooks.join(", "));
@@ -600,6 +612,38 @@ roles = ["node"]
         let p = make(Mode::AddNode, &c, &targets, &m, "sha256:ab".into(), 1).unwrap();
         assert_eq!(p.hosts.len(), 1);
         assert_eq!(p.hosts[0].steps, ["copy", "hook:join-node/1.sh", "check"]);
+    }
+
+    #[test]
+    fn pre_join_runs_on_the_first_master_before_joins_and_alone_in_add_node() {
+        let c = cluster(THREE);
+        let m = manifest(
+            &[
+                "hooks/init/1.sh",
+                "hooks/pre-join/1.sh",
+                "hooks/join-node/1.sh",
+                "kubernetes.toml",
+            ],
+            None,
+        );
+        let all: Vec<&Host> = c.hosts.iter().collect();
+        let p = make(Mode::Install, &c, &all, &m, "sha256:ab".into(), 1).unwrap();
+        assert_eq!(
+            p.hosts[0].steps,
+            [
+                "registry",
+                "copy",
+                "pki",
+                "hook:init/1.sh",
+                "hook:pre-join/1.sh",
+                "check"
+            ]
+        );
+        let targets: Vec<&Host> = [c.first_master()].into_iter().chain(c.hosts.iter().skip(3)).collect();
+        let p = make(Mode::AddNode, &c, &targets, &m, "sha256:ab".into(), 1).unwrap();
+        assert_eq!(p.hosts[0].steps, ["hook:pre-join/1.sh"]);
+        assert!(p.hosts[0].payload.is_none());
+        assert_eq!(p.hosts[1].steps, ["copy", "hook:join-node/1.sh", "check"]);
     }
 
     #[test]

@@ -46,8 +46,12 @@ mkconf() { # FILE CN [ORG]: a kubeconfig with a one-year client certificate, as 
     "$(base64 -w0 "$d/c")" "$(base64 -w0 "$d/k")" >"/etc/kubernetes/$1"
   rm -rf "$d"
 }
-case "$1 $2" in
-  "init phase" | "join phase")
+case "$1 $2 $3" in
+  "init phase upload-certs")
+    echo "$(date +%s%N) $h end $1 phase" >>"$LOG/kubeadm.log"
+    exit 0
+    ;;
+  "init phase kubeconfig" | "join phase control-plane-prepare")
     mkconf admin.conf kubernetes-admin kubeadm:cluster-admins
     mkconf super-admin.conf kubernetes-super-admin system:masters
     mkconf controller-manager.conf system:kube-controller-manager
@@ -78,7 +82,7 @@ case "$1" in
     echo stand-in >/etc/kubernetes/kubelet.conf
     echo "$h" >"$LOG/nodes/$h"
     ;;
-  token) echo "abcdef.0123456789abcdef" ;;
+  token) echo "$(tr -dc 'a-z0-9' </dev/urandom | head -c 6).$(tr -dc 'a-z0-9' </dev/urandom | head -c 16)" ;;
 esac
 echo "$(date +%s%N) $h end $1" >>"$LOG/kubeadm.log"
 "#;
@@ -246,6 +250,11 @@ fn yaml(path: &Path) -> Vec<serde_json::Value> {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
+fn journal(bed: &Testbed) -> serde_json::Value {
+    let path = bed.upper(1).join(format!("var/lib/delivery/{CLUSTER}/journal.json"));
+    serde_json::from_slice(&fs::read(path).unwrap()).unwrap()
+}
+
 /// (start, end, host, what) of every kubeadm call the stand-in logged.
 fn kubeadm_calls() -> Vec<(u128, u128, String, String)> {
     let log = fs::read_to_string(standin_log().join("kubeadm.log")).unwrap_or_default();
@@ -265,8 +274,8 @@ fn kubeadm_calls() -> Vec<(u128, u128, String, String)> {
 }
 
 #[test]
-fn kubernetes_bundle_standin_kubeadm_three_masters_one_worker() {
-    let bed = Testbed::up(4);
+fn kubernetes_bundle_standin_kubeadm_three_masters_one_worker_then_add_node() {
+    let bed = Testbed::up(5);
     let hosts = format!(
         "[[hosts]]\naddresses = [\"{}\"]\nroles = [\"master\", \"registry\"]\n\
          [[hosts]]\naddresses = [\"{}\", \"{}\"]\nroles = [\"master\"]\n\
@@ -335,9 +344,16 @@ fn kubernetes_bundle_standin_kubeadm_three_masters_one_worker() {
         assert!(sans.contains(&want), "{want} not in certSANs {sans:?}");
     }
     assert_eq!(init["localAPIEndpoint"]["advertiseAddress"], "10.213.7.11");
-    let token = init["bootstrapTokens"][0]["token"].as_str().unwrap().to_string();
-    let cert_key = init["certificateKey"].as_str().unwrap().to_string();
+    // The pre-join hook made the join credentials on node1, after init, before any join.
+    let published = journal(&bed)["published"].clone();
+    let token = published["KUBEADM_TOKEN"].as_str().unwrap().to_string();
+    let cert_key = published["KUBEADM_CERT_KEY"].as_str().unwrap().to_string();
     assert!(token.len() == 23 && cert_key.len() == 64, "{token} {cert_key}");
+    let made = calls.iter().find(|c| c.3.starts_with("token create")).unwrap();
+    assert!(
+        made.2 == "node1" && inits[0].1 <= made.0 && made.1 <= joins[0].0,
+        "{calls:?}"
+    );
 
     // Joins use what init published, and the CA hash of the installer's CA.
     let ca = bed.upper(1).join("etc/kubernetes/pki/ca.crt");
@@ -496,6 +512,65 @@ fn kubernetes_bundle_standin_kubeadm_three_masters_one_worker() {
     );
     let check = run(&mut on_master(&bed, &["check"], Some(&config)));
     assert!(check.status.success(), "check failed: {}", explain(&check, &bed));
+
+    // add-node, later: node5 joins with fresh credentials from node1's pre-join hook; node1
+    // gets nothing else, the other hosts nothing at all.
+    let before = journal(&bed)["hosts"].clone();
+    let creates =
+        |calls: &[(u128, u128, String, String)]| calls.iter().filter(|c| c.3.starts_with("token create")).count();
+    let created = creates(&kubeadm_calls());
+    let five = format!(
+        "{hosts}[[hosts]]\naddresses = [\"{}\"]\nroles = [\"node\"]\n",
+        bed.ip(5)
+    );
+    let config5 = setup(&bed, &five);
+    let plan = ok(&mut on_master(
+        &bed,
+        &["add-node", "--dry-run", "--host", bed.ip(5)],
+        Some(&config5),
+    ));
+    let text = String::from_utf8_lossy(&plan.stdout);
+    assert!(
+        text.contains("pre-join     on 10.213.7.11 (first master, before joins)"),
+        "{text}"
+    );
+    let out = run(&mut on_master(
+        &bed,
+        &["add-node", "--yes", "--host", bed.ip(5)],
+        Some(&config5),
+    ));
+    assert!(out.status.success(), "add-node failed: {}", explain(&out, &bed));
+    let calls = kubeadm_calls();
+    assert_eq!(creates(&calls), created + 1, "{calls:?}");
+    let fresh = journal(&bed)["published"]["KUBEADM_TOKEN"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_ne!(fresh, token);
+    let docs = yaml(&calls_dir.join("node5-join.yaml"));
+    assert_eq!(docs[0]["discovery"]["bootstrapToken"]["token"], fresh.as_str());
+    let after = journal(&bed)["hosts"].clone();
+    for i in 2..=4 {
+        assert_eq!(before[bed.ip(i)], after[bed.ip(i)], "add-node touched node{i}");
+    }
+    let steps = |v: &serde_json::Value| -> Vec<String> {
+        v[bed.ip(1)]["steps"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .filter(|k| !k.starts_with("hook:pre-join/"))
+            .cloned()
+            .collect()
+    };
+    assert_eq!(steps(&before), steps(&after));
+    for step in steps(&before) {
+        assert_eq!(
+            before[bed.ip(1)]["steps"][&step],
+            after[bed.ip(1)]["steps"][&step],
+            "add-node redid {step} on node1"
+        );
+    }
+    assert_eq!(calls.iter().filter(|c| c.3.starts_with("init --config")).count(), 1);
 }
 
 /// Every leaf chains to its CA, carries its names and usages, and lasts 100 years.

@@ -1,6 +1,6 @@
 # init (first master, once): kubeadm init with the installer's PKI, a rendered kubeadm config
-# (CIDRs, SANs, endpoint from cluster.toml [kubernetes]), then the CNI (Flannel).
-# Publishes KUBEADM_TOKEN and KUBEADM_CERT_KEY for the joins (secrets: kept out of the log).
+# (CIDRs, SANs, endpoint from cluster.toml [kubernetes]), then the CNI (Flannel). The join
+# credentials come from the pre-join hook, which runs next.
 export PATH=/usr/local/bin:/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin
 umask 077
 state='{{ paths.state }}'
@@ -11,25 +11,12 @@ if [ ! -f /etc/kubernetes/pki/ca.crt ]; then
   exit 1
 fi
 if [ "$(cat "$state/cgroup-systemd" 2>/dev/null)" = true ]; then driver=systemd; else driver=cgroupfs; fi
-rand() { tr -dc 'a-z0-9' </dev/urandom | head -c "$1"; }
-certkey=$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')
-
 if [ -f "$admin" ]; then
-  # Initialised by an earlier run whose values were lost: new ones, same cluster.
-  token=$(kubeadm token create --ttl 24h)
-  kubeadm init phase upload-certs --upload-certs --certificate-key "$certkey" >/dev/null
-  echo "{{ host.name }}: already initialised; made a new join token and certificate key"
+  echo "{{ host.name }}: already initialised (an earlier run failed after kubeadm init)"
 else
-  token="$(rand 6).$(rand 16)"
   cat >"$state/kubeadm-init.yaml" <<CONF
 apiVersion: kubeadm.k8s.io/v1beta4
 kind: InitConfiguration
-bootstrapTokens:
-  - token: "$token"
-    ttl: 24h0m0s
-    usages: [signing, authentication]
-    groups: ["system:bootstrappers:kubeadm:default-node-token"]
-certificateKey: "$certkey"
 localAPIEndpoint:
   advertiseAddress: "{{ host.address }}"
   bindPort: 6443
@@ -67,10 +54,8 @@ CONF
   # them to 100 years with the installer's CA, then init uses them as they are.
   kubeadm init phase kubeconfig all --config "$state/kubeadm-init.yaml"
   '{{ paths.root }}/bin/delivery' cert --renew --dir /etc/kubernetes/pki >/dev/null
-  kubeadm init --config "$state/kubeadm-init.yaml" --upload-certs
+  kubeadm init --config "$state/kubeadm-init.yaml" --skip-token-print
 fi
-echo "KUBEADM_TOKEN=$token" >>"$DELIVERY_PUBLISH"
-echo "KUBEADM_CERT_KEY=$certkey" >>"$DELIVERY_PUBLISH"
 mkdir -p /root/.kube
 cp "$admin" /root/.kube/config
 
