@@ -440,18 +440,7 @@ impl<'a> Engine<'a> {
                 }
             }
         });
-        for i in (0..n).filter(|&i| plan.hosts[i].steps.iter().any(|s| s.starts_with("hook:init/"))) {
-            for hook in plan.hooks_of("init") {
-                if !self.hook(i, hook) {
-                    *self.blocked.lock().expect("no panics while locked") = Some(format!(
-                        "not run: {} failed on the first master {}",
-                        hook.path,
-                        self.address(i)
-                    ));
-                    break;
-                }
-            }
-        }
+        self.first_master_phase("init");
         // Fresh join credentials, when some host still has to join.
         let pending_join = (0..n).any(|i| {
             let j = self.journal.lock().expect("no panics while locked");
@@ -461,18 +450,7 @@ impl<'a> Engine<'a> {
             })
         });
         if pending_join && self.blocked.lock().expect("no panics while locked").is_none() {
-            for i in (0..n).filter(|&i| plan.hosts[i].steps.iter().any(|s| s.starts_with("hook:pre-join/"))) {
-                for hook in plan.hooks_of("pre-join") {
-                    if !self.hook(i, hook) {
-                        *self.blocked.lock().expect("no panics while locked") = Some(format!(
-                            "not run: {} failed on the first master {}",
-                            hook.path,
-                            self.address(i)
-                        ));
-                        break;
-                    }
-                }
-            }
+            self.first_master_phase("pre-join");
         }
         for i in (0..n).filter(|&i| plan.hosts[i].steps.iter().any(|s| s.starts_with("hook:join-master/"))) {
             for hook in plan.hooks_of("join-master") {
@@ -495,6 +473,25 @@ impl<'a> Engine<'a> {
             self.step(i, "launch", false, |r| self.launch(r, i));
         }
         self.check_all()
+    }
+
+    /// The hooks of `phase` (`init`, `pre-join`) on the host that has them, the first master; a
+    /// failure blocks every join of this run.
+    fn first_master_phase(&self, phase: &str) {
+        let plan = self.s.plan;
+        let prefix = format!("hook:{phase}/");
+        for i in (0..plan.hosts.len()).filter(|&i| plan.hosts[i].steps.iter().any(|s| s.starts_with(&prefix))) {
+            for hook in plan.hooks_of(phase) {
+                if !self.hook(i, hook) {
+                    *self.blocked.lock().expect("no panics while locked") = Some(format!(
+                        "not run: {} failed on the first master {}",
+                        hook.path,
+                        self.address(i)
+                    ));
+                    break;
+                }
+            }
+        }
     }
 
     /// `check` without installing: hooks come from the bundle unpacked at install.
