@@ -479,6 +479,17 @@ fn kubernetes_bundle_standin_kubeadm_three_masters_one_worker_then_add_node() {
     let text = String::from_utf8_lossy(&list.stdout);
     assert_eq!(text.lines().count(), 15, "{text}");
     assert!(text.contains("admin.conf") && text.contains("scheduler.conf"), "{text}");
+    let json = ok(&mut on_master(&bed, &["cert", "--list", "--json"], None));
+    let rows: Vec<serde_json::Value> = String::from_utf8_lossy(&json.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 14);
+    assert_eq!(rows.iter().filter(|r| r["ca"] == true).count(), 3);
+    assert!(
+        rows.iter().all(|r| r["days_left"].as_i64().unwrap() > 36_000),
+        "{rows:?}"
+    );
     let ca_before = fs::read(pki(1).join("ca.crt")).unwrap();
     let serial = |i: usize| {
         openssl(&[
