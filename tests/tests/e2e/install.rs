@@ -30,18 +30,7 @@ fn cluster_bundle() -> &'static (PathBuf, PathBuf) {
             .arg(workspace().join("tests/fixtures/cluster-bundle"))
             .arg(&ctx));
         ok(Command::new(ctx.join("fetch-runtime.sh")).arg(&ctx));
-        let keys = keygen(&work, "vendor");
-        let out = work.join("cluster.run");
-        let source = format!("busybox={}", fixture_layouts().join("busybox").display());
-        let cache = work.join("cache");
-        build_ok(
-            &ctx.join("Kubefile"),
-            Some(&ctx),
-            &keys.private,
-            &out,
-            &["--image-source", &source, "--cache-dir", cache.to_str().unwrap()],
-        );
-        (out, keys.public)
+        build_with_busybox(&ctx.join("Kubefile"), &ctx, &work, "cluster.run")
     })
 }
 

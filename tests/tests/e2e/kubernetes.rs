@@ -174,18 +174,7 @@ fn kubernetes_bundle() -> &'static (PathBuf, PathBuf) {
         fs::write(k.join("manifests/cni/kube-flannel.yml"), FLANNEL).unwrap();
         fs::write(k.join("imageList"), "docker.io/library/busybox:1.36\n").unwrap();
 
-        let keys = keygen(&work, "vendor");
-        let out = work.join("kubernetes.run");
-        let source = format!("busybox={}", fixture_layouts().join("busybox").display());
-        let cache = work.join("cache");
-        build_ok(
-            &k.join("Kubefile"),
-            Some(&ctx),
-            &keys.private,
-            &out,
-            &["--image-source", &source, "--cache-dir", cache.to_str().unwrap()],
-        );
-        (out, keys.public)
+        build_with_busybox(&k.join("Kubefile"), &ctx, &work, "kubernetes.run")
     })
 }
 

@@ -126,6 +126,23 @@ pub fn build_ok(kubefile: &Path, context: Option<&Path>, key: &Path, out: &Path,
     assert!(o.status.success(), "build failed: {}", stderr(&o));
 }
 
+/// Builds `kubefile` (context `context`) into `<work>/<name>` with a new vendor key in `work`,
+/// busybox from the fixture layouts and a cache in `<work>/cache`: (bundle, public key).
+pub fn build_with_busybox(kubefile: &Path, context: &Path, work: &Path, name: &str) -> (PathBuf, PathBuf) {
+    let keys = keygen(work, "vendor");
+    let out = work.join(name);
+    let source = format!("busybox={}", fixture_layouts().join("busybox").display());
+    let cache = work.join("cache");
+    build_ok(
+        kubefile,
+        Some(context),
+        &keys.private,
+        &out,
+        &["--image-source", &source, "--cache-dir", cache.to_str().unwrap()],
+    );
+    (out, keys.public)
+}
+
 /// The fixture OCI layouts (tests/fixtures/make-images.sh), made once per test process under
 /// target/, where the demo's busybox image comes from.
 pub fn fixture_layouts() -> &'static Path {
