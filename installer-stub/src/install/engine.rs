@@ -706,8 +706,15 @@ impl<'a> Engine<'a> {
             let source = self.hook_sources.lock().expect("no panics while locked")[&hook.path].clone();
             let rendered = hooks::render(&hook.path, &source, &ctx)?;
             let env = self.hook_env(&ctx);
-            self.run_logged(r, i, &step, &hooks::script(&rendered, &ctx.paths), &env, &ctx.published)
-                .with_context(|| format!("hook {}", hook.path))?;
+            self.run_logged(
+                r,
+                i,
+                &step,
+                &hooks::script(&hook.path, &rendered, &ctx.paths)?,
+                &env,
+                &ctx.published,
+            )
+            .with_context(|| format!("hook {}", hook.path))?;
             let env_refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
             let out = r.run_ok(
                 "reading published values",
@@ -966,7 +973,7 @@ impl<'a> Engine<'a> {
                 r,
                 i,
                 "check",
-                &hooks::script(&rendered, &ctx.paths),
+                &hooks::script(&hook.path, &rendered, &ctx.paths)?,
                 &env,
                 &ctx.published,
             )

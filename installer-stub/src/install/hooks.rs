@@ -111,15 +111,51 @@ pub fn render(name: &str, source: &str, ctx: &HookContext) -> Result<String> {
         .with_context(|| format!("failed to render hook {name} for host {}", ctx.host.address))
 }
 
+/// Ends the here-document that carries a hook; a hook may not contain this line.
+const HOOK_END: &str = "DELIVERY_HOOK_END_5f0c2a";
+
+/// How long a hook waits for one still running on its host (an earlier installer killed
+/// mid-hook leaves it running: sshd does not stop a command whose client vanished).
+const LOCK_WAIT_SECS: u32 = 900;
+
 /// The script actually sent to the host: strict shell, in the files directory, with an empty
-/// publish file, then the hook.
-pub fn script(rendered: &str, paths: &Paths) -> String {
-    format!(
-        "set -eu\nmkdir -p '{state}'\ncd '{files}' 2>/dev/null || cd '{root}'\n: > \"$DELIVERY_PUBLISH\"\n{rendered}\n",
+/// publish file, then the hook; all of it under the host's hook lock (`<state>/hooks.lock`, taken
+/// with util-linux `flock`), so a re-run waits for a hook an interrupted run left behind instead
+/// of racing it. `flock -o` keeps the lock out of daemons a hook starts. `name` is used in errors.
+pub fn script(name: &str, rendered: &str, paths: &Paths) -> Result<String> {
+    if rendered.lines().any(|l| l.trim() == HOOK_END) {
+        bail!("hook {name} contains the line `{HOOK_END}`, which the installer reserves; remove it");
+    }
+    let newline = if rendered.ends_with('\n') { "" } else { "\n" };
+    Ok(format!(
+        r#"set -eu
+mkdir -p '{state}'
+cd '{files}' 2>/dev/null || cd '{root}'
+lock='{state}/hooks.lock'
+if command -v flock >/dev/null 2>&1; then
+  if ! flock -n "$lock" true; then
+    echo "waiting for an earlier delivery hook on this host to finish (it holds $lock; an interrupted install leaves its hook running)" >&2
+    flock -w {wait} "$lock" true || {{
+      echo "an earlier delivery hook still holds $lock after {wait} s; see it with: fuser -v $lock" >&2
+      exit 75
+    }}
+  fi
+  locked() {{ flock -o "$lock" "$@"; }}
+else
+  echo "flock (util-linux) not found: hooks on this host are not serialised" >&2
+  locked() {{ "$@"; }}
+fi
+locked sh -s <<'{end}'
+set -eu
+: > "$DELIVERY_PUBLISH"
+{rendered}{newline}{end}
+"#,
         state = paths.state,
         files = paths.files,
-        root = paths.root
-    )
+        root = paths.root,
+        wait = LOCK_WAIT_SECS,
+        end = HOOK_END,
+    ))
 }
 
 /// Parses what a hook wrote into `$DELIVERY_PUBLISH`.
@@ -249,5 +285,103 @@ mod tests {
     fn redacts_published_values() {
         let p = BTreeMap::from([("T".into(), "s3cr3t-token".into()), ("N".into(), "1".into())]);
         assert_eq!(redact("join with s3cr3t-token now 1", &p), "join with *** now 1");
+    }
+
+    /// Runs `script()` for `rendered` with the local `sh`, rooted in a fresh temp dir.
+    fn run_script(dir: &std::path::Path, rendered: &str) -> std::process::Output {
+        let paths = Paths::under(dir.to_str().unwrap());
+        let script = script("hooks/prepare/1.sh", rendered, &paths).unwrap();
+        let mut child = std::process::Command::new("sh")
+            .arg("-s")
+            .env("DELIVERY_PUBLISH", dir.join("publish"))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(script.as_bytes()).unwrap();
+        child.wait_with_output().unwrap()
+    }
+
+    fn lock_is_free(dir: &std::path::Path) -> bool {
+        std::process::Command::new("flock")
+            .args(["-n", dir.join("state/hooks.lock").to_str().unwrap(), "true"])
+            .status()
+            .unwrap()
+            .success()
+    }
+
+    #[test]
+    fn the_script_runs_the_hook_strictly_and_keeps_its_status() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = run_script(
+            dir.path(),
+            "echo \"in $(pwd)\"\necho K=v >> \"$DELIVERY_PUBLISH\"\nexit 3",
+        );
+        assert_eq!(out.status.code(), Some(3), "{out:?}");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            format!("in {}\n", dir.path().display())
+        );
+        assert_eq!(std::fs::read_to_string(dir.path().join("publish")).unwrap(), "K=v\n");
+        // `set -eu` holds inside the hook: an unset variable stops it.
+        let out = run_script(dir.path(), "echo $NOT_SET\necho reached");
+        assert_ne!(out.status.code(), Some(0));
+        assert!(!String::from_utf8_lossy(&out.stdout).contains("reached"));
+        // Quoted here-document: the installer's shell expands nothing of the hook.
+        let out = run_script(dir.path(), "x='$HOME `id`'; echo \"$x\"");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "$HOME `id`\n", "{out:?}");
+    }
+
+    #[test]
+    fn a_hook_waits_for_one_still_running_and_daemons_do_not_keep_the_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("state")).unwrap();
+        let lock = dir.path().join("state/hooks.lock");
+        // An earlier hook, still running for 1 s.
+        let mut holder = std::process::Command::new("flock")
+            .args([lock.to_str().unwrap(), "sleep", "1"])
+            .spawn()
+            .unwrap();
+        while lock_is_free(dir.path()) {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let t0 = std::time::Instant::now();
+        // This hook leaves a daemon behind (30 s), as prepare hooks do.
+        let out = run_script(
+            dir.path(),
+            "sleep 30 </dev/null >/dev/null 2>&1 &\necho $! > daemon.pid\necho ran",
+        );
+        holder.wait().unwrap();
+        assert!(out.status.success(), "{out:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("waiting for an earlier delivery hook"),
+            "{out:?}"
+        );
+        assert!(t0.elapsed() >= std::time::Duration::from_millis(500), "it did not wait");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "ran\n");
+        // No files/ here: the hook ran in the root.
+        let daemon = std::fs::read_to_string(dir.path().join("daemon.pid")).unwrap();
+        assert!(
+            std::path::Path::new(&format!("/proc/{}", daemon.trim())).exists(),
+            "the daemon is gone"
+        );
+        assert!(lock_is_free(dir.path()), "the hook's daemon holds the lock");
+        let _ = std::process::Command::new("kill").arg(daemon.trim()).status();
+    }
+
+    #[test]
+    fn a_hook_with_the_reserved_line_is_refused() {
+        let e = script(
+            "hooks/x.sh",
+            "echo a\nDELIVERY_HOOK_END_5f0c2a\nrm -rf /\n",
+            &Paths::under("/r"),
+        )
+        .unwrap_err();
+        assert!(
+            format!("{e}").contains("hooks/x.sh") && format!("{e}").contains("reserves"),
+            "{e}"
+        );
     }
 }

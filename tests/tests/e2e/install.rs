@@ -440,7 +440,27 @@ fn sigkill_during_the_copy_then_rerun_converges_root() {
     for i in 2..=3 {
         shape(i, "off");
     }
-    let out = run(&mut on_master(&bed, &["install", "--yes"], &s.config));
+    // sshd does not stop a command whose client died: a hook of the killed run may still be
+    // running somewhere. Make sure one is on node2 (holding its hook lock until released): the
+    // re-run must wait for it, not race it.
+    let state = format!("/var/lib/delivery/{CLUSTER}/state");
+    let hold = format!("while [ ! -e {state}/release ]; do sleep 0.1; done");
+    bed.ssh(
+        2,
+        "root",
+        &format!("mkdir -p {state} && (setsid flock {state}/hooks.lock sh -c '{hold}' </dev/null >/dev/null 2>&1 &)"),
+    );
+    let mut child = spawn(&mut on_master(&bed, &["install", "--yes"], &s.config));
+    let waiting = "10.213.7.12 hook:prepare/10-containerd.sh: waiting for an earlier delivery hook";
+    wait_for("node2's hook to wait for the earlier one", 120, || {
+        install_log(&bed).contains(waiting)
+    });
+    assert!(
+        !install_log(&bed).contains("10.213.7.12 hook:prepare/10-containerd.sh: node2: containerd"),
+        "node2's hook ran while the earlier one held the lock"
+    );
+    bed.ssh(2, "root", &format!("touch {state}/release"));
+    let out = child.wait_with_output().unwrap();
     assert!(
         out.status.success(),
         "re-run after SIGKILL failed: {}",
