@@ -6,11 +6,13 @@
 set -euo pipefail
 
 # ---- Pinned versions (change together; see README.md) -------------------------------------
-KUBERNETES_VERSION="1.36.4"   # dl.k8s.io/release/v1.36.4
-CONTAINERD_VERSION="2.3.2"    # github.com/containerd/containerd/releases
-RUNC_VERSION="1.4.2"          # github.com/opencontainers/runc/releases
-CNI_PLUGINS_VERSION="1.9.1"   # github.com/containernetworking/plugins/releases
-CRICTL_VERSION="1.36.0"       # github.com/kubernetes-sigs/cri-tools/releases (minor = Kubernetes minor)
+# The newest set whose sums could be pinned in versions.lock (see its header); to move on, change
+# these, run --record on a connected machine and review the new lines.
+KUBERNETES_VERSION="1.35.1"   # dl.k8s.io/release/v1.35.1
+CONTAINERD_VERSION="2.2.1"    # github.com/containerd/containerd/releases
+RUNC_VERSION="1.3.4"          # github.com/opencontainers/runc/releases
+CNI_PLUGINS_VERSION="1.8.0"   # github.com/containernetworking/plugins/releases
+CRICTL_VERSION="1.35.0"       # github.com/kubernetes-sigs/cri-tools/releases (minor = Kubernetes minor)
 FLANNEL_VERSION="0.28.8"      # github.com/flannel-io/flannel/releases
 
 # ---- Upstream locations (override each with --base-url NAME=URL) ---------------------------
@@ -94,8 +96,9 @@ The lock file ($LOCK_FILE):
   One line per downloaded file, '<sha256>  <file-key>', e.g.
   '<64 hex>  kubeadm-linux-amd64-v$KUBERNETES_VERSION'. Every download is verified against it;
   a mismatch stops the run. A download without an entry stops the run unless --record is
-  given. The repository ships it empty: on first use run '$SELF --record', check what was
-  recorded (e.g. against the release pages / your security team's records), commit it; from
+  given. The repository ships the sums of every pinned file for amd64 and arm64 (taken from
+  kubespray's published pins; see the file's header) except Flannel's manifest, which upstream
+  publishes no checksum for: run '$SELF --record' once, check the recorded line, commit it; from
   then on runs are verified against the recorded sums. After changing a version, run
   --record again to add the new files' sums.
 

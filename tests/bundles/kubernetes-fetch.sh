@@ -113,11 +113,13 @@ MIRROR=(--base-url "k8s=$BASE/k8s" --base-url "containerd=$BASE/containerd" --ba
         --base-url "cni=$BASE/cni" --base-url "crictl=$BASE/crictl" --base-url "flannel=$BASE/flannel")
 gets() { grep -c '"GET ' "$LOG" || true; }
 
-# new_context NAME: a fresh copy of the context (script + committed lock) under $TMP.
+# new_context NAME: a fresh copy of the context under $TMP: the script, and the committed lock
+# without its sums (the fake upstream's files are not the real ones; (10) tests the real sums).
 new_context() {
   local c="$TMP/ctx-$1"
   mkdir -p "$c"
-  cp "$SRC/fetch.sh" "$SRC/versions.lock" "$c/"
+  cp "$SRC/fetch.sh" "$c/"
+  grep '^#' "$SRC/versions.lock" >"$c/versions.lock"
   printf '%s' "$c"
 }
 run() { # run CTX ARGS... ; sets OUT and RC
@@ -217,6 +219,34 @@ cp "$TMP/runc.placed" "$C/rootfs/bin/runc"
 run "$C" --base-url "bogus=http://x"
 if ((RC != 0)) && grep -q "unknown upstream 'bogus'" <<<"$OUT"; then pass "8 unknown --base-url name is rejected"
 else fail "8 bogus base-url: $OUT"; fi
+
+# (10) the committed lock: a sha256 for every pinned file of both architectures (all but
+# Flannel's manifest, which has no published sum), nothing for other versions, and it is
+# enforced: the fake upstream's kubeadm is not the real one, so it is refused with both sums.
+ok=1
+want=()
+for a in amd64 arm64; do
+  want+=("kubeadm-linux-$a-v$K8S" "kubelet-linux-$a-v$K8S" "kubectl-linux-$a-v$K8S"
+         "containerd-$CTRD-linux-$a.tar.gz" "runc-linux-$a-v$RUNC" "cni-plugins-linux-$a-v$CNI.tgz"
+         "crictl-v$CRICTL-linux-$a.tar.gz")
+done
+for k in "${want[@]}"; do
+  n="$(awk -v k="$k" '$1 !~ /^#/ && $2 == k && length($1) == 64 && $1 ~ /^[0-9a-f]+$/' "$SRC/versions.lock" | wc -l)"
+  [[ "$n" == 1 ]] || { ok=0; echo "  versions.lock: $n well-formed line(s) for $k"; }
+done
+while read -r _ k; do
+  printf '%s\n' "${want[@]}" | grep -qxF "$k" || { ok=0; echo "  versions.lock: stale or unknown entry $k"; }
+done < <(grep -v '^#' "$SRC/versions.lock" | grep .)
+grep -qx "version = \"v$K8S\"" "$SRC/kubernetes.toml" || { ok=0; echo "  kubernetes.toml is not at v$K8S"; }
+C10="$(new_context committed)"; cp "$SRC/versions.lock" "$C10/versions.lock"
+run "$C10" "${MIRROR[@]}" --record
+real="$(awk -v k="kubeadm-linux-$ARCH-v$K8S" '$2 == k {print $1}' "$SRC/versions.lock")"
+if ((RC == 0)) || ! grep -q "checksum mismatch for kubeadm-linux-$ARCH-v$K8S" <<<"$OUT" \
+   || ! grep -q "$real" <<<"$OUT" || [[ -e "$C10/rootfs" ]] || ! cmp -s "$C10/versions.lock" "$SRC/versions.lock"; then
+  ok=0; echo "  committed lock not enforced: rc=$RC out: $OUT"
+fi
+if ((ok)); then pass "10 versions.lock pins all ${#want[@]} binaries of v$K8S (amd64, arm64), kubernetes.toml agrees, a different kubeadm is refused"
+else fail "10 committed lock"; fi
 
 if command -v shellcheck >/dev/null; then
   if shellcheck "$SRC/fetch.sh"; then pass "9 shellcheck fetch.sh"; else fail "9 shellcheck fetch.sh"; fi

@@ -315,7 +315,15 @@ fn kubernetes_bundle_standin_kubeadm_three_masters_one_worker_then_add_node() {
     assert_eq!(cluster["networking"]["podSubnet"], "10.32.0.0/16");
     assert_eq!(cluster["networking"]["serviceSubnet"], "10.112.0.0/12");
     assert_eq!(cluster["controlPlaneEndpoint"], "apiserver.cluster.local:6443");
-    assert_eq!(cluster["kubernetesVersion"], "v1.36.4");
+    // The version the bundle's kubernetes.toml pins (the installer hands it to the hooks).
+    let pinned = fs::read_to_string(workspace().join("bundles/kubernetes/kubernetes.toml")).unwrap();
+    let pinned = pinned
+        .lines()
+        .find_map(|l| l.strip_prefix("version = \""))
+        .and_then(|v| v.strip_suffix('"'))
+        .expect("kubernetes.toml has a version line");
+    assert!(pinned.starts_with('v'), "{pinned}");
+    assert_eq!(cluster["kubernetesVersion"], pinned);
     let sans: Vec<&str> = cluster["apiServer"]["certSANs"]
         .as_array()
         .unwrap()
