@@ -630,6 +630,13 @@ impl<'a> Engine<'a> {
                 endpoint: p.registry.endpoint.clone(),
                 domains: p.registry.domains.clone(),
                 images: self.s.manifest.images.iter().map(|i| i.name.clone()).collect(),
+                digests: self
+                    .s
+                    .manifest
+                    .images
+                    .iter()
+                    .map(|i| (i.name.clone(), i.digest.to_string()))
+                    .collect(),
             },
             paths: Paths::under(&p.root),
             bundle: BundleVars {

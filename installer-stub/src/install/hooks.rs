@@ -5,7 +5,8 @@
 //! Template variables (documented in README.md, "Hooks"):
 //! `cluster.name`, `host.address`, `host.name`, `host.roles`, `hosts` (every host: `address`,
 //! `name`, `roles`), `first_master`, `masters`, `nodes` (addresses), `registry.address`,
-//! `registry.port`, `registry.endpoint`, `registry.domains`, `registry.images`, `paths.root`, `paths.files`,
+//! `registry.port`, `registry.endpoint`, `registry.domains`, `registry.images`, `registry.digests`
+//! (name to manifest digest), `paths.root`, `paths.files`,
 //! `paths.certs_d`, `paths.state`, `bundle.name`, `bundle.version`, `bundle.id`, `env` (the
 //! bundle's ENV with the Clusterfile's `[env]` over it), `published`, and `kubernetes`
 //! (the Clusterfile's `[kubernetes]` with defaults: `version` (empty unless the bundle carries
@@ -71,6 +72,9 @@ pub struct RegistryVars {
     pub domains: Vec<String>,
     /// Every image the bundle carries, by its full original name.
     pub images: Vec<String>,
+    /// Each of those names with the digest of its top-level manifest or index (`sha256:...`),
+    /// which is what containerd records for an image pulled through the mirror.
+    pub digests: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -218,6 +222,7 @@ mod tests {
                 endpoint: "10.0.0.1:5000".into(),
                 domains: vec!["docker.io".into(), "example.com".into()],
                 images: vec!["docker.io/library/busybox:1.36".into()],
+                digests: BTreeMap::from([("docker.io/library/busybox:1.36".into(), "sha256:aa".into())]),
             },
             paths: Paths::under("/var/lib/delivery/prod"),
             bundle: BundleVars {
@@ -248,12 +253,14 @@ mod tests {
         let src = "{{ cluster.name }} {{ host.address }} {{ host.name }} {{ host.roles | join(',') }} \
                    {{ hosts | length }} {{ first_master }} {{ masters[0] }} {{ nodes[0] }} \
                    {{ registry.endpoint }} {% for d in registry.domains %}{{ d }};{% endfor %} \
+                   {% for n, d in registry.digests | items %}{{ n }}={{ d }}{% endfor %} \
                    {{ paths.files }} {{ paths.certs_d }} {{ paths.state }} {{ paths.root }} \
                    {{ bundle.name }} {{ bundle.id }} {{ env.POD_CIDR }} {{ published.JOIN_TOKEN }}";
         let out = render("hooks/init/1.sh", src, &ctx()).unwrap();
         assert_eq!(
             out,
             "prod 10.0.0.2 node2 node 1 10.0.0.1 10.0.0.1 10.0.0.2 10.0.0.1:5000 docker.io;example.com; \
+             docker.io/library/busybox:1.36=sha256:aa \
              /var/lib/delivery/prod/files /var/lib/delivery/prod/certs.d /var/lib/delivery/prod/state \
              /var/lib/delivery/prod app sha256:ab 10.244.0.0/16 abcd.efgh"
         );

@@ -579,6 +579,85 @@ fn kubernetes_bundle_standin_kubeadm_three_masters_one_worker_then_add_node() {
         );
     }
     assert_eq!(calls.iter().filter(|c| c.3.starts_with("init --config")).count(), 1);
+
+    check_images_digest_for_digest(&bed, &config5);
+}
+
+/// `check`'s image rule on the worker's real containerd: images pulled through the mirror (and
+/// kubelet-style `REPO@sha256:` references to them) pass; a name the bundle does not carry, or a
+/// carried name holding another digest (side-loaded), fail naming the host and the reference.
+fn check_images_digest_for_digest(bed: &Testbed, config: &Path) {
+    let ctr = |cmd: &str| {
+        bed.ssh(
+            4,
+            "root",
+            &format!("PATH=/usr/local/bin:$PATH ctr --address /run/containerd/containerd.sock -n k8s.io {cmd}"),
+        )
+    };
+    let image = "docker.io/library/busybox:1.36";
+    let out = ctr(&format!(
+        "images pull --hosts-dir /var/lib/delivery/{CLUSTER}/certs.d {image}"
+    ));
+    assert!(out.status.success(), "pull through the mirror: {}", stderr(&out));
+    let ls = String::from_utf8_lossy(&ctr("images ls").stdout).to_string();
+    let digest = ls
+        .lines()
+        .find_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.first() == Some(&image)).then(|| f[2].to_string())
+        })
+        .unwrap_or_else(|| panic!("{image} not listed:\n{ls}"));
+    assert!(ctr(&format!("images tag {image} docker.io/library/busybox@{digest}"))
+        .status
+        .success());
+    let check_log = || fs::read_to_string(bed.upper(1).join(format!("var/lib/delivery/{CLUSTER}/check.log"))).unwrap();
+    let check = run(&mut on_master(bed, &["check"], Some(config)));
+    assert!(
+        check.status.success(),
+        "check with mirror-pulled images: {}",
+        explain(&check, bed)
+    );
+    assert!(
+        check_log().contains("node4: all 2 Kubernetes image reference(s) here are the bundle's, digest for digest"),
+        "{}",
+        check_log()
+    );
+
+    // A name the bundle does not carry.
+    assert!(ctr(&format!("images tag {image} quay.io/other/tool:1"))
+        .status
+        .success());
+    let check = run(&mut on_master(bed, &["check"], Some(config)));
+    assert_eq!(check.status.code(), Some(4), "{}", explain(&check, bed));
+    let err = stderr(&check);
+    assert!(
+        err.contains("10.213.7.14") && err.contains("quay.io/other/tool:1") && err.contains("not in the bundle"),
+        "{err}"
+    );
+    assert!(ctr("images rm quay.io/other/tool:1").status.success());
+
+    // The bundle's name, other content: busybox side-loaded as a docker-archive (skopeo writes a
+    // Docker schema 2 manifest, so the digest differs from the bundle's OCI manifest).
+    let archive = work().join("busybox-docker-archive.tar");
+    let _ = fs::remove_file(&archive);
+    ok(Command::new("skopeo").args([
+        "copy",
+        "--quiet",
+        &format!("oci:{}:1.36", fixture_layouts().join("busybox").display()),
+        &format!("docker-archive:{}:{image}", archive.display()),
+    ]));
+    assert!(ctr(&format!("images rm {image} docker.io/library/busybox@{digest}"))
+        .status
+        .success());
+    let out = ctr(&format!("images import {}", archive.display()));
+    assert!(out.status.success(), "import: {}", stderr(&out));
+    let check = run(&mut on_master(bed, &["check"], Some(config)));
+    assert_eq!(check.status.code(), Some(4), "{}", explain(&check, bed));
+    let err = stderr(&check);
+    assert!(
+        err.contains(&format!("{image}: sha256:")) && err.contains(&format!("here, {digest} in the bundle")),
+        "{err}"
+    );
 }
 
 /// Every leaf chains to its CA, carries its names and usages, and lasts 100 years.

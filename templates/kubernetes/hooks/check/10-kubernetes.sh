@@ -1,6 +1,6 @@
 # check (every host): on masters, every node Ready and every kube-system pod Running; on every
-# host, every image containerd holds for Kubernetes is one the bundle carries (pulled from the
-# mirror by its original name, never from elsewhere).
+# host, every image containerd holds for Kubernetes is one the bundle carries, with the bundle's
+# digest (pulled through the mirror by its original name, never from elsewhere).
 export PATH=/usr/local/bin:/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin
 {% if "master" in host.roles %}
 export KUBECONFIG=/etc/kubernetes/admin.conf
@@ -21,15 +21,42 @@ if [ -n "$bad" ]; then
 fi
 echo "{{ host.name }}: $ready nodes Ready, $(echo "$pods" | awk 'NF' | wc -l) kube-system pods running"
 {% endif %}
-carried='{% for i in registry.images %}{{ i }}
+# Every image containerd holds for Kubernetes must be the bundle's, digest for digest: a name
+# the bundle does not carry was pulled from elsewhere; a carried name with another digest was
+# pulled past the mirror or side-loaded. Kubelet's `REPO@sha256:...` entries must name a digest
+# the bundle carries for that repository; bare `sha256:...` entries are image ids.
+carried='{% for name, digest in registry.digests | items %}{{ name }} {{ digest }}
 {% endfor %}'
-foreign=$(ctr --address /run/containerd/containerd.sock -n k8s.io images ls -q 2>/dev/null \
-  | grep -v -e '^sha256:' -e '@sha256:' | while read -r ref; do
-      printf '%s\n' "$carried" | grep -qxF "$ref" || echo "$ref"
-    done)
-if [ -n "$foreign" ]; then
-  echo "{{ host.name }}: images that are not in the bundle (pulled from elsewhere?):" >&2
-  echo "$foreign" >&2
+repo_of() { # docker.io/library/busybox:1.36 -> docker.io/library/busybox
+  r=${1%@*}
+  case ${r##*/} in *:*) r=${r%:*} ;; esac
+  echo "$r"
+}
+repos=$(printf '%s' "$carried" | while read -r name digest; do echo "$(repo_of "$name") $digest"; done)
+list=$(ctr --address /run/containerd/containerd.sock -n k8s.io images ls) || {
+  echo "{{ host.name }}: containerd does not answer on /run/containerd/containerd.sock" >&2
+  exit 1
+}
+held=$(printf '%s\n' "$list" | awk 'NR > 1 { print $1, $3 }')
+wrong=$(printf '%s\n' "$held" | while read -r ref digest; do
+  case "$ref" in
+    ''|sha256:*) continue ;;
+    *@sha256:*)
+      printf '%s\n' "$repos" | grep -qxF "$(repo_of "$ref") ${ref#*@}" \
+        || echo "  $ref: not a digest the bundle carries for $(repo_of "$ref")" ;;
+    *)
+      want=$(printf '%s\n' "$carried" | awk -v r="$ref" '$1 == r { print $2 }')
+      if [ -z "$want" ]; then
+        echo "  $ref ($digest): not in the bundle"
+      elif [ "$want" != "$digest" ]; then
+        echo "  $ref: $digest here, $want in the bundle"
+      fi ;;
+  esac
+done)
+if [ -n "$wrong" ]; then
+  echo "{{ host.name }}: images that did not come from the bundle's mirror (pulled from elsewhere or side-loaded):" >&2
+  echo "$wrong" >&2
   exit 1
 fi
-echo "{{ host.name }}: every Kubernetes image here is one the bundle carries"
+n=$(printf '%s\n' "$held" | awk 'NF && $1 !~ /^sha256:/' | wc -l)
+echo "{{ host.name }}: all $n Kubernetes image reference(s) here are the bundle's, digest for digest"
