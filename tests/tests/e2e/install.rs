@@ -450,7 +450,7 @@ fn sigkill_during_the_copy_then_rerun_converges_root() {
         "root",
         &format!("mkdir -p {state} && (setsid flock {state}/hooks.lock sh -c '{hold}' </dev/null >/dev/null 2>&1 &)"),
     );
-    let mut child = spawn(&mut on_master(&bed, &["install", "--yes"], &s.config));
+    let child = spawn(&mut on_master(&bed, &["install", "--yes"], &s.config));
     let waiting = "10.213.7.12 hook:prepare/10-containerd.sh: waiting for an earlier delivery hook";
     wait_for("node2's hook to wait for the earlier one", 120, || {
         install_log(&bed).contains(waiting)
