@@ -127,6 +127,11 @@ const LOCK_WAIT_SECS: u32 = 900;
 /// with util-linux `flock`), so a re-run waits for a hook an interrupted run left behind instead
 /// of racing it. `flock -o` keeps the lock out of daemons a hook starts. `name` is used in errors.
 pub fn script(name: &str, rendered: &str, paths: &Paths) -> Result<String> {
+    script_waiting(name, rendered, paths, LOCK_WAIT_SECS)
+}
+
+/// [`script`] with the longest wait for the hook lock given (tests wait less).
+fn script_waiting(name: &str, rendered: &str, paths: &Paths, wait: u32) -> Result<String> {
     if rendered.lines().any(|l| l.trim() == HOOK_END) {
         bail!("hook {name} contains the line `{HOOK_END}`, which the installer reserves; remove it");
     }
@@ -140,7 +145,7 @@ if command -v flock >/dev/null 2>&1; then
   if ! flock -n "$lock" true; then
     echo "waiting for an earlier delivery hook on this host to finish (it holds $lock; an interrupted install leaves its hook running)" >&2
     flock -w {wait} "$lock" true || {{
-      echo "an earlier delivery hook still holds $lock after {wait} s; see it with: fuser -v $lock" >&2
+      echo "an earlier delivery hook still holds $lock after {wait} s; find it with: ps -ef | grep '[h]ooks.lock'" >&2
       exit 75
     }}
   fi
@@ -157,7 +162,6 @@ set -eu
         state = paths.state,
         files = paths.files,
         root = paths.root,
-        wait = LOCK_WAIT_SECS,
         end = HOOK_END,
     ))
 }
@@ -296,8 +300,12 @@ mod tests {
 
     /// Runs `script()` for `rendered` with the local `sh`, rooted in a fresh temp dir.
     fn run_script(dir: &std::path::Path, rendered: &str) -> std::process::Output {
+        run_script_waiting(dir, rendered, LOCK_WAIT_SECS)
+    }
+
+    fn run_script_waiting(dir: &std::path::Path, rendered: &str, wait: u32) -> std::process::Output {
         let paths = Paths::under(dir.to_str().unwrap());
-        let script = script("hooks/prepare/1.sh", rendered, &paths).unwrap();
+        let script = script_waiting("hooks/prepare/1.sh", rendered, &paths, wait).unwrap();
         let mut child = std::process::Command::new("sh")
             .arg("-s")
             .env("DELIVERY_PUBLISH", dir.join("publish"))
@@ -376,6 +384,29 @@ mod tests {
         );
         assert!(lock_is_free(dir.path()), "the hook's daemon holds the lock");
         let _ = std::process::Command::new("kill").arg(daemon.trim()).status();
+    }
+
+    #[test]
+    fn a_hook_gives_up_on_a_lock_held_too_long_and_says_how_to_find_the_holder() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("state")).unwrap();
+        let lock = dir.path().join("state/hooks.lock");
+        let mut holder = std::process::Command::new("flock")
+            .args([lock.to_str().unwrap(), "sleep", "3"])
+            .spawn()
+            .unwrap();
+        while lock_is_free(dir.path()) {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let out = run_script_waiting(dir.path(), "echo ran", 1);
+        holder.wait().unwrap();
+        assert_eq!(out.status.code(), Some(75), "{out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("still holds") && err.contains("grep '[h]ooks.lock'"),
+            "{err}"
+        );
+        assert!(out.stdout.is_empty(), "the hook ran without the lock");
     }
 
     #[test]
