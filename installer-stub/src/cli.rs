@@ -399,6 +399,11 @@ pub struct LbArgs {
     /// Connect timeout to a backend (clients and probes).
     #[arg(long, value_name = "MS", default_value_t = 2000)]
     pub connect_timeout_ms: u64,
+    /// Health probe: `tcp` (the port accepts), or `https:/PATH`: a TLS handshake and `GET PATH`
+    /// answered 2xx (401/403 count as up: the server answers, anonymous checks are refused).
+    /// For kube-apiservers use `https:/readyz`: it skips a master that listens but is not ready.
+    #[arg(long, value_name = "tcp|https:/PATH", default_value = "tcp")]
+    pub probe: crate::lb::Probe,
 }
 
 #[derive(Debug, Args)]

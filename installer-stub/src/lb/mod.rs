@@ -19,8 +19,10 @@
 //!   least-connections steers new clients to it, rebalancing over time, where plain
 //!   round robin would leave it under-used. The rotating tie break spreads short
 //!   connections evenly when counts are equal.
-//! * **Two sources of health information.** A health thread probes every backend with a
-//!   TCP connect each `health_interval` (all backends in parallel, so one black-holed
+//! * **Two sources of health information.** A health thread probes every backend each
+//!   `health_interval` ([`Probe`]: a TCP connect, or for API servers an HTTPS `GET /readyz`,
+//!   which also catches a master whose port is open but which is not ready, and does not
+//!   fill its log with aborted TLS handshakes) (all backends in parallel, so one black-holed
 //!   master does not delay the others); `fall` consecutive failures mark a backend
 //!   down, `rise` consecutive successes mark it up. In addition, a failed connect for a
 //!   real client marks that backend down *immediately* and the client is retried on the
@@ -73,6 +75,47 @@ pub struct Config {
     /// Maximum concurrent client connections; beyond it new clients are closed at once
     /// (default 4096).
     pub max_connections: usize,
+    /// How the health thread probes a backend (default [`Probe::Tcp`]).
+    pub probe: Probe,
+}
+
+/// A health probe.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Probe {
+    /// The backend accepts a TCP connection.
+    Tcp,
+    /// The backend completes a TLS handshake and answers `GET <path>` over HTTP/1.1 with a 2xx
+    /// status, or with 401/403 (it serves requests, though anonymous readiness checks are not
+    /// allowed there). The certificate is not verified: this is a health check, not a client;
+    /// the clients' own TLS sessions go through untouched and verify it.
+    Https {
+        /// The request path, e.g. `/readyz`.
+        path: String,
+    },
+}
+
+impl std::str::FromStr for Probe {
+    type Err = String;
+
+    /// `tcp`, or `https:PATH` (e.g. `https:/readyz`).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.split_once(':') {
+            None if s == "tcp" => Ok(Probe::Tcp),
+            Some(("https", path)) if path.starts_with('/') && !path.contains(char::is_whitespace) => {
+                Ok(Probe::Https { path: path.to_string() })
+            }
+            _ => Err(format!("`{s}`: expected `tcp` or `https:/PATH` (e.g. https:/readyz)")),
+        }
+    }
+}
+
+impl std::fmt::Display for Probe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Probe::Tcp => f.write_str("tcp"),
+            Probe::Https { path } => write!(f, "https:{path}"),
+        }
+    }
 }
 
 impl Default for Config {
@@ -85,6 +128,7 @@ impl Default for Config {
             fall: 2,
             rise: 2,
             max_connections: 4096,
+            probe: Probe::Tcp,
         }
     }
 }
@@ -400,6 +444,49 @@ fn connect(name: &str, timeout: Duration) -> io::Result<TcpStream> {
     Err(last.unwrap_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("{name} resolves to no address"))))
 }
 
+/// One health probe of `name` (see [`Probe`]); every step is bounded by `timeout`.
+fn probe(name: &str, how: &Probe, timeout: Duration) -> io::Result<()> {
+    let stream = connect(name, timeout)?;
+    let Probe::Https { path } = how else {
+        return Ok(());
+    };
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
+    let host = name.rsplit_once(':').map_or(name, |(h, _)| h).trim_matches(['[', ']']);
+    let mut tls =
+        openssl::ssl::SslConnector::builder(openssl::ssl::SslMethod::tls_client()).map_err(io::Error::other)?;
+    tls.set_verify(openssl::ssl::SslVerifyMode::NONE);
+    let mut conf = tls.build().configure().map_err(io::Error::other)?;
+    conf.set_verify_hostname(false);
+    let mut s = conf
+        .connect(host, stream)
+        .map_err(|e| io::Error::other(format!("TLS handshake failed: {e}")))?;
+    // One write, one TLS record (write! would send a record per piece).
+    let request =
+        format!("GET {path} HTTP/1.1\r\nHost: {name}\r\nUser-Agent: delivery-lb\r\nConnection: close\r\n\r\n");
+    s.write_all(request.as_bytes())?;
+    // The status line is all we need: "HTTP/1.1 200 OK".
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n") && head.len() < 256 {
+        match s.read(&mut byte)? {
+            0 => break,
+            _ => head.push(byte[0]),
+        }
+    }
+    let line = String::from_utf8_lossy(&head);
+    let code: u16 = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| io::Error::other(format!("no HTTP answer to GET {path}")))?;
+    let _ = s.shutdown();
+    match code {
+        200..=299 | 401 | 403 => Ok(()),
+        _ => Err(io::Error::other(format!("GET {path}: HTTP {code}"))),
+    }
+}
+
 /// Probes all backends each interval until stopped.
 fn health_loop(inner: &Inner) {
     let cfg = &inner.cfg;
@@ -413,7 +500,7 @@ fn health_loop(inner: &Inner) {
                     let h = thread::Builder::new()
                         .name("lb-probe".into())
                         .stack_size(THREAD_STACK)
-                        .spawn_scoped(s, move || connect(&b.name, cfg.connect_timeout).map(drop));
+                        .spawn_scoped(s, move || probe(&b.name, &cfg.probe, cfg.connect_timeout));
                     (b, h)
                 })
                 .collect();
@@ -809,5 +896,109 @@ mod tests {
         let e = Balancer::bind(cfg).unwrap_err();
         assert!(e.to_string().contains(&l.local_addr().unwrap().to_string()), "{e}");
         assert!(Balancer::bind(Config::default()).is_err(), "empty backends accepted");
+    }
+
+    /// A TLS server (self-signed certificate) answering every request with the status in
+    /// `status`, like a kube-apiserver's /readyz.
+    fn https_backend(status: Arc<std::sync::atomic::AtomicU16>) -> SocketAddr {
+        use openssl::{asn1::Asn1Time, hash::MessageDigest, pkey::PKey, rsa::Rsa, ssl, x509};
+        let key = PKey::from_rsa(Rsa::generate(2048).unwrap()).unwrap();
+        let mut name = x509::X509NameBuilder::new().unwrap();
+        name.append_entry_by_text("CN", "kube-apiserver").unwrap();
+        let name = name.build();
+        let mut cert = x509::X509Builder::new().unwrap();
+        cert.set_version(2).unwrap();
+        cert.set_subject_name(&name).unwrap();
+        cert.set_issuer_name(&name).unwrap();
+        cert.set_pubkey(&key).unwrap();
+        cert.set_not_before(&Asn1Time::days_from_now(0).unwrap()).unwrap();
+        cert.set_not_after(&Asn1Time::days_from_now(1).unwrap()).unwrap();
+        cert.sign(&key, MessageDigest::sha256()).unwrap();
+        let mut acceptor = ssl::SslAcceptor::mozilla_intermediate_v5(ssl::SslMethod::tls()).unwrap();
+        acceptor.set_private_key(&key).unwrap();
+        acceptor.set_certificate(&cert.build()).unwrap();
+        let acceptor = Arc::new(acceptor.build());
+        let l = listener();
+        let addr = l.local_addr().unwrap();
+        thread::spawn(move || {
+            for c in l.incoming().flatten() {
+                let (acceptor, status) = (acceptor.clone(), status.clone());
+                thread::spawn(move || {
+                    let Ok(mut s) = acceptor.accept(c) else { return };
+                    let mut req = Vec::new();
+                    let mut buf = [0u8; 1024];
+                    while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match s.read(&mut buf) {
+                            Ok(n) if n > 0 => req.extend_from_slice(&buf[..n]),
+                            _ => return,
+                        }
+                    }
+                    let code = status.load(Ordering::SeqCst);
+                    let _ = write!(s, "HTTP/1.1 {code} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+                    let _ = s.shutdown();
+                });
+            }
+        });
+        addr
+    }
+
+    #[test]
+    fn https_probe_needs_a_tls_answer_with_a_good_status() {
+        let status = Arc::new(std::sync::atomic::AtomicU16::new(200));
+        let name = https_backend(status.clone()).to_string();
+        let readyz = Probe::Https { path: "/readyz".into() };
+        let t = Duration::from_secs(2);
+        let r = probe(&name, &readyz, t);
+        assert!(r.is_ok(), "{r:?}");
+        status.store(401, Ordering::SeqCst);
+        assert!(
+            probe(&name, &readyz, t).is_ok(),
+            "401: it answers, anonymous checks are off"
+        );
+        status.store(503, Ordering::SeqCst);
+        let e = probe(&name, &readyz, t).unwrap_err();
+        assert!(e.to_string().contains("GET /readyz: HTTP 503"), "{e}");
+        // A port that accepts but speaks no TLS is down for an https probe, up for a tcp one.
+        let plain = TestBackend::start(listener(), name_reply);
+        let e = probe(&plain.addr.to_string(), &readyz, t).unwrap_err();
+        assert!(e.to_string().contains("TLS handshake failed"), "{e}");
+        assert!(probe(&plain.addr.to_string(), &Probe::Tcp, t).is_ok());
+        assert_eq!("https:/readyz".parse::<Probe>().unwrap(), readyz);
+        assert_eq!(readyz.to_string(), "https:/readyz");
+        assert!("https:readyz".parse::<Probe>().is_err() && "udp".parse::<Probe>().is_err());
+    }
+
+    #[test]
+    fn a_backend_that_listens_but_is_not_ready_gets_no_clients() {
+        let ready = Arc::new(std::sync::atomic::AtomicU16::new(200));
+        let unready = Arc::new(std::sync::atomic::AtomicU16::new(503));
+        let a = https_backend(ready);
+        let b = https_backend(unready.clone());
+        let lb = start(Config {
+            probe: Probe::Https { path: "/readyz".into() },
+            ..test_config(&[a, b])
+        });
+        assert!(wait_until(Duration::from_secs(3), || !healthy(
+            &lb.handle,
+            &b.to_string()
+        )));
+        assert!(healthy(&lb.handle, &a.to_string()));
+        for _ in 0..10 {
+            let _ = TcpStream::connect(lb.addr).unwrap();
+        }
+        assert!(wait_until(Duration::from_secs(2), || {
+            lb.handle.status().iter().map(|s| s.total).sum::<u64>() == 10
+        }));
+        let st = lb.handle.status();
+        assert_eq!(
+            st.iter().find(|s| s.backend == b.to_string()).unwrap().total,
+            0,
+            "{st:?}"
+        );
+        unready.store(200, Ordering::SeqCst);
+        assert!(wait_until(Duration::from_secs(3), || healthy(
+            &lb.handle,
+            &b.to_string()
+        )));
     }
 }

@@ -27,6 +27,7 @@ fn config(args: &LbArgs) -> Config {
         backends: args.backends.clone(),
         health_interval: Duration::from_millis(args.health_interval_ms),
         connect_timeout: Duration::from_millis(args.connect_timeout_ms),
+        probe: args.probe.clone(),
         ..Config::default()
     }
 }
@@ -35,9 +36,10 @@ fn config(args: &LbArgs) -> Config {
 pub fn serve(args: &LbArgs) -> Result<()> {
     let balancer = Balancer::bind(config(args))?;
     terminal::log(format_args!(
-        "lb: listening on {}, backends {}",
+        "lb: listening on {}, backends {}, probe {}",
         balancer.local_addr(),
-        args.backends.join(", ")
+        args.backends.join(", "),
+        args.probe
     ));
     // SIGTERM (`lb stop`, systemd) ends it cleanly, with a last word on every backend.
     // SAFETY: the handler only stores to an atomic.
@@ -87,6 +89,8 @@ fn serve_args(args: &LbArgs) -> Vec<String> {
         args.health_interval_ms.to_string(),
         "--connect-timeout-ms".into(),
         args.connect_timeout_ms.to_string(),
+        "--probe".into(),
+        args.probe.to_string(),
     ]);
     v
 }
@@ -218,9 +222,11 @@ mod tests {
             backends: vec!["10.0.0.11:6443".into(), "10.0.0.12:6443".into()],
             health_interval_ms: 1000,
             connect_timeout_ms: 2000,
+            probe: "https:/readyz".parse().unwrap(),
         };
         let unit = systemd_unit(Path::new("/var/lib/delivery/c/bin/delivery"), &args);
         assert!(unit.contains("ExecStart=/var/lib/delivery/c/bin/delivery lb serve --listen 127.0.0.1:6443 --backend 10.0.0.11:6443 --backend 10.0.0.12:6443 "), "{unit}");
+        assert!(unit.contains(" --probe https:/readyz\n"), "{unit}");
         assert!(unit.contains("Restart=always"));
     }
 }

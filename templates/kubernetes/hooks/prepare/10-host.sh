@@ -78,11 +78,13 @@ case "$endpoint_host" in
     ;;
 esac
 {% if "master" not in host.roles %}
-# 6. Nodes reach the API servers through the node-local balancer (the stub, as a service).
+# 6. Nodes reach the API servers through the node-local balancer (the stub, as a service),
+# which sends new connections only to masters whose /readyz answers (anonymous access to it is
+# kube-apiserver's default).
 case "$endpoint_host" in
   *[!0-9.]*)
     '{{ paths.root }}/bin/delivery' lb start --state-dir "$state/lb" \
-      --listen '127.0.0.1:{{ kubernetes.endpoint_port }}'{% for a in kubernetes.apiservers %} --backend '{{ a }}'{% endfor %}
+      --listen '127.0.0.1:{{ kubernetes.endpoint_port }}' --probe https:/readyz{% for a in kubernetes.apiservers %} --backend '{{ a }}'{% endfor %}
     ;;
 esac
 {% endif %}
