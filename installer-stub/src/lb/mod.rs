@@ -444,6 +444,18 @@ fn connect(name: &str, timeout: Duration) -> io::Result<TcpStream> {
     Err(last.unwrap_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("{name} resolves to no address"))))
 }
 
+/// The TLS client settings of every HTTPS probe, made once.
+fn probe_connector() -> io::Result<&'static openssl::ssl::SslConnector> {
+    static CONNECTOR: std::sync::OnceLock<openssl::ssl::SslConnector> = std::sync::OnceLock::new();
+    if let Some(c) = CONNECTOR.get() {
+        return Ok(c);
+    }
+    let mut tls =
+        openssl::ssl::SslConnector::builder(openssl::ssl::SslMethod::tls_client()).map_err(io::Error::other)?;
+    tls.set_verify(openssl::ssl::SslVerifyMode::NONE);
+    Ok(CONNECTOR.get_or_init(|| tls.build()))
+}
+
 /// One health probe of `name` (see [`Probe`]); every step is bounded by `timeout`.
 fn probe(name: &str, how: &Probe, timeout: Duration) -> io::Result<()> {
     let stream = connect(name, timeout)?;
@@ -453,10 +465,7 @@ fn probe(name: &str, how: &Probe, timeout: Duration) -> io::Result<()> {
     stream.set_read_timeout(Some(timeout))?;
     stream.set_write_timeout(Some(timeout))?;
     let host = name.rsplit_once(':').map_or(name, |(h, _)| h).trim_matches(['[', ']']);
-    let mut tls =
-        openssl::ssl::SslConnector::builder(openssl::ssl::SslMethod::tls_client()).map_err(io::Error::other)?;
-    tls.set_verify(openssl::ssl::SslVerifyMode::NONE);
-    let mut conf = tls.build().configure().map_err(io::Error::other)?;
+    let mut conf = probe_connector()?.configure().map_err(io::Error::other)?;
     conf.set_verify_hostname(false);
     let mut s = conf
         .connect(host, stream)
