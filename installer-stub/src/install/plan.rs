@@ -340,7 +340,7 @@ pub fn kubernetes_version(tree: &std::path::Path) -> Result<String, String> {
     let text = std::fs::read_to_string(&path).map_err(|e| format!("failed to read {}: {e}", path.display()))?;
     let k: KubernetesToml = toml::from_str(&text).map_err(|e| {
         format!(
-            "bundle file {KUBERNETES_TOML}: {}\n  hint: it holds one key, version = \"v1.36.4\"",
+            "bundle file {KUBERNETES_TOML}: {}\n  hint: it holds one key, version = \"v1.35.1\"",
             e.message()
         )
     })?;

@@ -49,25 +49,9 @@ struct Setup {
     known_hosts: PathBuf,
 }
 
-/// Copies the bed's client key and known_hosts into `dir` and writes a Clusterfile with
-/// `hosts` (TOML `[[hosts]]` tables) after the common head.
+/// A Clusterfile in `dir` for the bed with `hosts` (TOML `[[hosts]]` tables).
 fn setup(bed: &Testbed, dir: &Path, hosts: &str) -> Setup {
-    let key = dir.join("id_ed25519");
-    fs::copy(bed.key_path(), &key).unwrap();
-    let known_hosts = dir.join("known_hosts");
-    fs::copy(bed.known_hosts(), &known_hosts).unwrap();
-    let config = dir.join("cluster.toml");
-    fs::write(
-        &config,
-        format!(
-            "name = \"{CLUSTER}\"\n[ssh]\nuser = \"root\"\nprivate_key = \"{}\"\nhost_key_policy = \"strict\"\nknown_hosts = \"{}\"\nconnect_timeout_secs = 3\n\
-             [registry]\nhost = \"{}\"\nport = 5000\n[env]\nGREETING = \"hello\"\n{hosts}",
-            key.display(),
-            known_hosts.display(),
-            bed.ip(1)
-        ),
-    )
-    .unwrap();
+    let (config, known_hosts) = bed.clusterfile(dir, CLUSTER, &format!("[env]\nGREETING = \"hello\"\n{hosts}"));
     Setup {
         dir: dir.to_path_buf(),
         config,

@@ -92,7 +92,7 @@ const KUBECTL: &str = r#"#!/bin/sh
 LOG='@LOG@'
 echo "$(hostname) $*" >>"$LOG/kubectl.log"
 case "$*" in
-  *"get nodes"*) for f in "$LOG"/nodes/*; do echo "$(cat "$f") Ready <none> 1m v1.36.4"; done ;;
+  *"get nodes"*) for f in "$LOG"/nodes/*; do echo "$(cat "$f") Ready <none> 1m v1.35.1"; done ;;
   *"get pods"*) echo "coredns-1 1/1 Running 0 1m" ;;
   *apply*) for last; do :; done; cp "$last" "$LOG/calls/$(hostname)-applied.yml" ;;
 esac
@@ -101,7 +101,7 @@ esac
 const SIMPLE: &str = r#"#!/bin/sh
 # Recording stand-in (tests only).
 echo "$(hostname) $*" >>'@LOG@/@NAME@.log'
-[ "$1" = --version ] && echo "Kubernetes v1.36.4 (stand-in)"
+[ "$1" = --version ] && echo "Kubernetes v1.35.1 (stand-in)"
 exit 0
 "#;
 
@@ -182,24 +182,14 @@ fn setup(bed: &Testbed, hosts: &str) -> PathBuf {
     let dir = work().join("cluster");
     let _ = fs::remove_dir_all(&dir);
     fs::create_dir_all(&dir).unwrap();
-    let key = dir.join("id_ed25519");
-    fs::copy(bed.key_path(), &key).unwrap();
-    let known_hosts = dir.join("known_hosts");
-    fs::copy(bed.known_hosts(), &known_hosts).unwrap();
-    let config = dir.join("cluster.toml");
-    fs::write(
-        &config,
-        format!(
-            "name = \"{CLUSTER}\"\n[ssh]\nuser = \"root\"\nprivate_key = \"{}\"\nhost_key_policy = \"strict\"\nknown_hosts = \"{}\"\nconnect_timeout_secs = 3\n\
-             [registry]\nhost = \"{}\"\nport = 5000\n\
-             [env]\nKERNEL_MODULES = \"\"\n\
-             [kubernetes]\npod_cidr = \"10.32.0.0/16\"\nservice_cidr = \"10.112.0.0/12\"\ncert_sans = [\"k8s.example.test\", \"192.0.2.50\"]\n{hosts}",
-            key.display(),
-            known_hosts.display(),
-            bed.ip(1)
+    let (config, _) = bed.clusterfile(
+        &dir,
+        CLUSTER,
+        &format!(
+            "[env]\nKERNEL_MODULES = \"\"\n\
+             [kubernetes]\npod_cidr = \"10.32.0.0/16\"\nservice_cidr = \"10.112.0.0/12\"\ncert_sans = [\"k8s.example.test\", \"192.0.2.50\"]\n{hosts}"
         ),
-    )
-    .unwrap();
+    );
     config
 }
 

@@ -91,6 +91,30 @@ impl Testbed {
         self.dir.join("known_hosts")
     }
 
+    /// Writes `<dir>/cluster.toml` for cluster `name`: root over SSH with copies of the bed's
+    /// client key and known_hosts (strict host keys, 3 s connect timeout) and the registry on
+    /// node1:5000, then `rest` (further tables and the `[[hosts]]`). Returns the Clusterfile and
+    /// the known_hosts copy.
+    pub fn clusterfile(&self, dir: &Path, name: &str, rest: &str) -> (PathBuf, PathBuf) {
+        let key = dir.join("id_ed25519");
+        fs::copy(self.key_path(), &key).unwrap();
+        let known_hosts = dir.join("known_hosts");
+        fs::copy(self.known_hosts(), &known_hosts).unwrap();
+        let config = dir.join("cluster.toml");
+        fs::write(
+            &config,
+            format!(
+                "name = \"{name}\"\n[ssh]\nuser = \"root\"\nprivate_key = \"{}\"\nhost_key_policy = \"strict\"\n\
+                 known_hosts = \"{}\"\nconnect_timeout_secs = 3\n[registry]\nhost = \"{}\"\nport = 5000\n{rest}",
+                key.display(),
+                known_hosts.display(),
+                self.ip(1)
+            ),
+        )
+        .unwrap();
+        (config, known_hosts)
+    }
+
     fn script(&self, args: &[&str]) -> Output {
         ok(Command::new(script()).args(args).arg("--dir").arg(&self.dir))
     }
