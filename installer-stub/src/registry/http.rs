@@ -1,21 +1,30 @@
 //! A minimal HTTP/1.1 server for a read-only API: request heads only (GET and HEAD carry no
-//! body), keep-alive and pipelining, HTTP/1.0, byte ranges, and bodies sent with sendfile(2)
-//! straight from one file.
+//! body), keep-alive and pipelining, HTTP/1.0, byte ranges, and bodies sent straight from one
+//! file.
 //!
 //! Bounded by construction: one thread per connection with a small stack, at most
 //! [`Limits::max_connections`] of them (beyond that a 503 and close), one fixed buffer of
 //! [`Limits::max_head`] bytes per connection (a larger head gets 431), and a deadline for each
-//! request head (idle keep-alive connections and slow senders are closed). Bodies never pass
-//! through user memory. Request bodies are never read: a request that announces one is answered
-//! and the connection closed, so its bytes can never be taken for a next request.
+//! request head (idle keep-alive connections and slow senders are closed). Request bodies are
+//! never read: a request that announces one is answered and the connection closed, so its bytes
+//! can never be taken for a next request.
+//!
+//! File bodies go out through a fixed pool of [`Limits::copy_buffers`] buffers (pread, then
+//! write), and with sendfile(2) while every buffer is in use. Copying looks like the slower way,
+//! but sendfile hands the socket one reference per 4 KiB page cache page, and when the reader is
+//! on the same machine (loopback, the registry host's own containerd) every one of those pages is
+//! taken and released again on the receiving side, by every client pulling the same blob: in
+//! `tests/bench/registry.sh` the copy is about 1.3 times faster. The pool keeps memory bounded
+//! whatever the number of clients.
 //! Grammar: RFC 9112 (messages) and RFC 9110 §14 (ranges).
 
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// What one server may use.
@@ -29,6 +38,10 @@ pub struct Limits {
     pub timeout: Duration,
     pub max_connections: usize,
     pub stack_size: usize,
+    /// Buffers file bodies are copied through, at most; allocated when first needed.
+    pub copy_buffers: usize,
+    /// Bytes in each, and in each read of the file.
+    pub copy_buffer_size: usize,
 }
 
 impl Default for Limits {
@@ -39,6 +52,8 @@ impl Default for Limits {
             timeout: Duration::from_secs(30),
             max_connections: 256,
             stack_size: 256 << 10,
+            copy_buffers: 16,
+            copy_buffer_size: 1 << 20,
         }
     }
 }
@@ -308,7 +323,7 @@ fn resolve(spec: (Option<u64>, Option<u64>), len: u64) -> ByteRange {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Body {
     Bytes(Vec<u8>),
-    /// `len` bytes of the served file from `offset`, sent with sendfile(2).
+    /// `len` bytes of the served file from `offset`.
     File {
         offset: u64,
         len: u64,
@@ -370,11 +385,73 @@ pub trait Handler: Send + Sync + 'static {
 
 /// The server: a handler, the file its [`Body::File`] bodies come from, and limits.
 pub struct Server<H> {
-    pub handler: H,
-    pub file: File,
-    pub limits: Limits,
+    handler: H,
+    file: File,
+    limits: Limits,
     /// One stderr line per request.
-    pub access_log: bool,
+    access_log: bool,
+    buffers: Buffers,
+}
+
+/// The pool file bodies are copied through: at most `max` buffers, each allocated on first use
+/// and kept for the next body.
+struct Buffers {
+    max: usize,
+    size: usize,
+    /// Free buffers, and how many exist in all.
+    pool: Mutex<(Vec<Box<[u8]>>, usize)>,
+}
+
+impl Buffers {
+    /// A free buffer, or `None` when all `max` are in use.
+    fn take(&self) -> Option<Lease<'_>> {
+        let mut pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(buf) = pool.0.pop() {
+            return Some(Lease {
+                buf: Some(buf),
+                owner: self,
+            });
+        }
+        if pool.1 == self.max {
+            return None;
+        }
+        pool.1 += 1;
+        drop(pool);
+        let buf = vec![0u8; self.size].into_boxed_slice();
+        Some(Lease {
+            buf: Some(buf),
+            owner: self,
+        })
+    }
+}
+
+/// A buffer out of the pool; it goes back when dropped.
+struct Lease<'a> {
+    buf: Option<Box<[u8]>>,
+    owner: &'a Buffers,
+}
+
+impl Lease<'_> {
+    fn buf(&mut self) -> &mut [u8] {
+        self.buf.as_deref_mut().expect("held until dropped")
+    }
+}
+
+impl Drop for Lease<'_> {
+    fn drop(&mut self) {
+        if let Some(buf) = self.buf.take() {
+            self.owner.pool.lock().unwrap_or_else(|e| e.into_inner()).0.push(buf);
+        }
+    }
+}
+
+/// Why a response was not sent in full.
+#[derive(Debug)]
+enum SendError {
+    /// The client went away or stopped reading: routine.
+    Peer,
+    /// The served file could not be read where the response said: worth a log line.
+    File(io::Error),
 }
 
 /// Rate-limits a repeated log line (accept failures, overload) to one per few seconds.
@@ -402,6 +479,21 @@ impl Drop for Slot {
 }
 
 impl<H: Handler> Server<H> {
+    pub fn new(handler: H, file: File, limits: Limits, access_log: bool) -> Self {
+        let buffers = Buffers {
+            max: limits.copy_buffers,
+            size: limits.copy_buffer_size.max(1),
+            pool: Mutex::new((Vec::new(), 0)),
+        };
+        Server {
+            handler,
+            file,
+            limits,
+            access_log,
+            buffers,
+        }
+    }
+
     /// Accept connections until the process is killed.
     pub fn run(self, listener: TcpListener) -> ! {
         let server = Arc::new(self);
@@ -509,7 +601,7 @@ impl<H: Handler> Server<H> {
             if let Err(e) = self.write(&mut stream, &response, head_only, keep_alive) {
                 // A client that goes away mid-body is routine; a bundle file that cannot be read
                 // is not.
-                if e.kind() == io::ErrorKind::UnexpectedEof {
+                if let SendError::File(e) = e {
                     terminal::log(format_args!("error: failed to send a blob from the bundle file: {e}"));
                 }
                 return;
@@ -605,7 +697,7 @@ impl<H: Handler> Server<H> {
     }
 
     /// Write the status line, headers and (unless `head_only`) the body.
-    fn write(&self, stream: &mut TcpStream, r: &Response, head_only: bool, keep_alive: bool) -> io::Result<()> {
+    fn write(&self, stream: &mut TcpStream, r: &Response, head_only: bool, keep_alive: bool) -> Result<(), SendError> {
         let mut head = format!("HTTP/1.1 {} {}\r\n", r.status, reason(r.status));
         for (name, value) in &r.headers {
             head.push_str(name);
@@ -621,15 +713,18 @@ impl<H: Handler> Server<H> {
         });
         let mut head = head.into_bytes();
         match &r.body {
-            _ if head_only => stream.write_all(&head),
+            _ if head_only => stream.write_all(&head).map_err(|_| SendError::Peer),
             Body::Bytes(b) => {
                 head.extend_from_slice(b);
-                stream.write_all(&head)
+                stream.write_all(&head).map_err(|_| SendError::Peer)
             }
-            Body::File { len: 0, .. } => stream.write_all(&head),
+            Body::File { len: 0, .. } => stream.write_all(&head).map_err(|_| SendError::Peer),
             Body::File { offset, len } => {
-                send_more(stream, &head)?;
-                send_file(stream, &self.file, *offset, *len)
+                send_more(stream, &head).map_err(|_| SendError::Peer)?;
+                match self.buffers.take() {
+                    Some(mut lease) => copy_file(stream, &self.file, *offset, *len, lease.buf()),
+                    None => send_file(stream, &self.file, *offset, *len),
+                }
             }
         }
     }
@@ -688,31 +783,53 @@ fn send_more(stream: &TcpStream, mut bytes: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
+/// Send `len` bytes of `file` from `offset` through `buf`: read a buffer's worth, write it, again.
+fn copy_file(stream: &TcpStream, file: &File, offset: u64, len: u64, buf: &mut [u8]) -> Result<(), SendError> {
+    let (mut at, end) = (offset, offset + len);
+    while at < end {
+        let want = usize::try_from(end - at).map_or(buf.len(), |left| left.min(buf.len()));
+        let n = match file.read_at(&mut buf[..want], at) {
+            Ok(0) => return Err(SendError::File(file_ends(offset + len))),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(SendError::File(e)),
+        };
+        (&*stream).write_all(&buf[..n]).map_err(|_| SendError::Peer)?;
+        at += n as u64;
+    }
+    Ok(())
+}
+
 /// Send `len` bytes of `file` from `offset` with sendfile(2): file pages go to the socket
 /// without passing through this process. The socket's send timeout bounds every stall.
-fn send_file(stream: &TcpStream, file: &File, offset: u64, len: u64) -> io::Result<()> {
-    let mut off = libc::off_t::try_from(offset).map_err(|_| io::Error::other("offset out of range"))?;
+fn send_file(stream: &TcpStream, file: &File, offset: u64, len: u64) -> Result<(), SendError> {
+    let mut off =
+        libc::off_t::try_from(offset).map_err(|_| SendError::File(io::Error::other("offset out of range")))?;
     let mut left = len;
     while left > 0 {
         let chunk = usize::try_from(left.min(1 << 30)).expect("at most 1 GiB");
         // SAFETY: both descriptors are open for the call; `off` is a valid, exclusive pointer.
         let n = unsafe { libc::sendfile(stream.as_raw_fd(), file.as_raw_fd(), &mut off, chunk) };
         if n < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
+            if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
                 continue;
             }
-            return Err(e);
+            // sendfile does not say which side failed; a peer is by far the likelier.
+            return Err(SendError::Peer);
         }
         if n == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                format!("the file ends before byte {}", offset + len),
-            ));
+            return Err(SendError::File(file_ends(offset + len)));
         }
         left -= n as u64;
     }
     Ok(())
+}
+
+fn file_ends(before: u64) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::UnexpectedEof,
+        format!("the file ends before byte {before}"),
+    )
 }
 
 #[cfg(test)]
@@ -871,14 +988,16 @@ mod tests {
         assert_eq!(r(&format!("bytes=0-{}", u64::MAX), u64::MAX), Part(0, u64::MAX - 1));
     }
 
-    /// Answers `/body` with the file's bytes 2..7, `/empty` with none of them, anything else
-    /// with a small text.
+    /// Answers `/body` with the file's bytes 2..7, `/empty` with none of them, `/past` with
+    /// 5 bytes from 8 (the file has 10), anything else with a small text.
     struct Echo;
 
     impl Handler for Echo {
         fn handle(&self, request: &Request<'_>) -> Response {
             let body = if request.target == "/body" {
                 Body::File { offset: 2, len: 5 }
+            } else if request.target == "/past" {
+                Body::File { offset: 8, len: 5 }
             } else if request.target == "/empty" {
                 Body::File { offset: 0, len: 0 }
             } else {
@@ -910,12 +1029,7 @@ mod tests {
         file.write_all_at(b"0123456789", 0).unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
-        let server = Server {
-            handler: Echo,
-            file,
-            limits,
-            access_log: false,
-        };
+        let server = Server::new(Echo, file, limits, false);
         std::thread::spawn(move || server.run(listener));
         addr
     }
@@ -959,6 +1073,54 @@ mod tests {
             "{out}"
         );
         assert!(!out.contains("/never"));
+    }
+
+    /// File bodies: copied through a pool buffer (one read, or many when the buffer is small),
+    /// or sent with sendfile when the pool has no buffer; a file that ends early cuts the
+    /// response and closes the connection whichever way the body goes.
+    #[test]
+    fn file_bodies_through_the_pool_and_with_sendfile() {
+        let two = b"GET /body HTTP/1.1\r\nHost: x\r\n\r\nGET /body HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+        for (copy_buffers, copy_buffer_size) in [(16, 1 << 20), (1, 3), (0, 1 << 20)] {
+            let addr = start(Limits {
+                copy_buffers,
+                copy_buffer_size,
+                ..Limits::default()
+            });
+            let out = exchange(addr, two);
+            assert_eq!(
+                out.matches("\r\n\r\n23456").count(),
+                2,
+                "{copy_buffers} x {copy_buffer_size}: {out}"
+            );
+            let out = exchange(
+                addr,
+                b"GET /past HTTP/1.1\r\nHost: x\r\n\r\nGET /a HTTP/1.1\r\nHost: x\r\n\r\n",
+            );
+            assert!(
+                out.ends_with("Content-Length: 5\r\nConnection: keep-alive\r\n\r\n89"),
+                "{copy_buffers}: {out}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_pool_holds_at_most_its_buffers_and_reuses_them() {
+        let buffers = Buffers {
+            max: 2,
+            size: 4,
+            pool: Mutex::new((Vec::new(), 0)),
+        };
+        let mut a = buffers.take().unwrap();
+        let b = buffers.take().unwrap();
+        assert!(buffers.take().is_none(), "a third buffer past the limit of 2");
+        a.buf()[0] = 7;
+        let first = a.buf().as_ptr();
+        drop(a);
+        let mut again = buffers.take().expect("a returned buffer is free again");
+        assert_eq!((again.buf().as_ptr(), again.buf().len()), (first, 4));
+        drop((again, b));
+        assert_eq!(buffers.pool.lock().unwrap().1, 2, "no buffer was allocated twice");
     }
 
     #[test]

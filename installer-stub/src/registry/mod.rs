@@ -1,9 +1,9 @@
 //! `registry serve`: the bundle's images as a read-only OCI registry, served straight from the
 //! bundle file. The signature is checked, then (by default) every byte; an index of the image
 //! blobs is built from the signed manifest ([`index`]); then the distribution API ([`api`]) is
-//! served over a small HTTP/1.1 server ([`http`]) that sends blob bytes with sendfile(2) from
-//! where they sit in the file. Nothing is extracted, and memory stays a few MiB whatever the
-//! blob sizes.
+//! served over a small HTTP/1.1 server ([`http`]) that sends blob bytes from where they sit in
+//! the file, through a fixed pool of buffers (sendfile(2) when the pool is in use). Nothing is
+//! extracted, and memory stays bounded (at most 16 MiB of buffers) whatever the blob sizes.
 
 mod api;
 mod http;
@@ -47,11 +47,6 @@ pub fn serve(args: &ServeArgs) -> Result<()> {
         index.images(),
         index.blobs()
     ));
-    let server = http::Server {
-        handler: api::Api::new(index),
-        file,
-        limits: http::Limits::default(),
-        access_log: args.access_log,
-    };
+    let server = http::Server::new(api::Api::new(index), file, http::Limits::default(), args.access_log);
     server.run(listener)
 }
