@@ -4,17 +4,21 @@
 #
 #   BENCH_IMAGES [8] images with one random BENCH_LAYER_MIB [128] MiB layer each (~1 GiB),
 #   BENCH_CLIENTS [8] parallel clients each pulling every blob, BENCH_REPS [3], BENCH_DIR,
-#   BENCH_CLIENT [curl]: `curl` (curl -o /dev/null, one connection per blob) or `discard`
-#   (tests/bench/discard-client.py: one keep-alive connection, bodies dropped in the kernel with
-#   MSG_TRUNC), which leaves as much of the CPU as possible to the servers.
+#   BENCH_CLIENT ["discard curl"]: which clients, each measured against both servers:
+#   `discard` (tests/bench/discard-client.py: one keep-alive connection, bodies dropped in the
+#   kernel with MSG_TRUNC), which leaves as much of the CPU as possible to the servers, and
+#   `curl` (curl -o /dev/null, a process and a connection per blob), a real client that takes
+#   most of the CPU itself.
 # Prints a markdown report (also to BENCH_REPORT if set). A report, not a test.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 source tests/setup.sh >/dev/null
 
 images=${BENCH_IMAGES:-8} layer_mib=${BENCH_LAYER_MIB:-128} clients=${BENCH_CLIENTS:-8} reps=${BENCH_REPS:-3}
-client=${BENCH_CLIENT:-curl}
-case $client in curl|discard) ;; *) echo "BENCH_CLIENT must be curl or discard, not '$client'" >&2; exit 2 ;; esac
+kinds=${BENCH_CLIENT:-discard curl}
+for k in $kinds; do
+  case $k in curl|discard) ;; *) echo "BENCH_CLIENT holds curl and/or discard, not '$k'" >&2; exit 2 ;; esac
+done
 dir=${BENCH_DIR:-/var/tmp/delivery-registry-bench}
 rm -rf "$dir"; mkdir -p "$dir"
 pids=()
@@ -75,10 +79,11 @@ printf '%s\n' "$blobs" > "$dir/blobs.txt"
 # cpu_all: idle and total ticks of the whole machine so far (/proc/stat, idle + iowait).
 cpu_all() { awk '/^cpu / { t = 0; for (i = 2; i <= NF; i++) t += $i; print $5 + $6, t }' /proc/stat; }
 
-# pull BASE_URL QUERY LABEL: $clients clients at once, each fetching every blob; prints seconds
-# and appends the share of the machine's CPU time left idle meanwhile to $dir/idle.LABEL.
+# pull KIND BASE_URL QUERY LABEL: $clients clients of KIND at once, each fetching every blob;
+# prints seconds and appends the share of the machine's CPU time left idle meanwhile to
+# $dir/idle.LABEL.
 pull() {
-  local base=$1 query=$2 label=$3 start end client_pids=() failed=0 idle0 total0 idle1 total1
+  local client=$1 base=$2 query=$3 label=$4 start end client_pids=() failed=0 idle0 total0 idle1 total1
   read -r idle0 total0 < <(cpu_all)
   start=$(date +%s.%N)
   for _ in $(seq "$clients"); do
@@ -102,51 +107,57 @@ pull() {
 
 # cpu_ticks PID: user + system CPU time of a process so far, in clock ticks.
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-stub_cpu0=$(cpu_ticks "$stub_pid"); up_cpu0=$(cpu_ticks "$up_pid")
-declare -a ours theirs
-for r in $(seq "$reps"); do
-  step "rep $r/$reps"
-  if [ $((r % 2)) = 1 ]; then
-    ours+=("$(pull "http://127.0.0.1:$stub_port" "?ns=example.com" ours)"); theirs+=("$(pull "http://127.0.0.1:$up_port" "" theirs)")
-  else
-    theirs+=("$(pull "http://127.0.0.1:$up_port" "" theirs)"); ours+=("$(pull "http://127.0.0.1:$stub_port" "?ns=example.com" ours)")
-  fi
-done
-df_after=$(df -B1 --output=used "$dir" | tail -1)
 hz=$(getconf CLK_TCK)
-stub_cpu=$(awk -v a="$stub_cpu0" -v b="$(cpu_ticks "$stub_pid")" -v hz="$hz" 'BEGIN { printf "%.2f", (b - a) / hz }')
-up_cpu=$(awk -v a="$up_cpu0" -v b="$(cpu_ticks "$up_pid")" -v hz="$hz" 'BEGIN { printf "%.2f", (b - a) / hz }')
-cpu_ratio=$(awk -v t="$up_cpu" -v o="$stub_cpu" 'BEGIN { printf "%.2f", t / o }')
-rss_kib=$(awk '/VmHWM/ {print $2}' "/proc/$stub_pid/status")
+secs() { awk -v a="$1" -v b="$2" -v hz="$hz" 'BEGIN { printf "%.2f", (b - a) / hz }'; }
 median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-o=$(median "${ours[@]}"); t=$(median "${theirs[@]}")
 moved=$((total_bytes * clients))
 mbps() { awk -v m="$moved" -v s="$1" 'BEGIN { printf "%.0f", m / s / 1048576 }'; }
-ratio=$(awk -v t="$t" -v o="$o" 'BEGIN { printf "%.2f", t / o }')
+rows="" cpu_rows="" idle_rows="" runs=""
+for k in $kinds; do
+  stub_cpu0=$(cpu_ticks "$stub_pid"); up_cpu0=$(cpu_ticks "$up_pid")
+  ours=() theirs=()
+  for r in $(seq "$reps"); do
+    step "$k clients: rep $r/$reps"
+    if [ $((r % 2)) = 1 ]; then
+      ours+=("$(pull "$k" "http://127.0.0.1:$stub_port" "?ns=example.com" "ours.$k")"); theirs+=("$(pull "$k" "http://127.0.0.1:$up_port" "" "theirs.$k")")
+    else
+      theirs+=("$(pull "$k" "http://127.0.0.1:$up_port" "" "theirs.$k")"); ours+=("$(pull "$k" "http://127.0.0.1:$stub_port" "?ns=example.com" "ours.$k")")
+    fi
+  done
+  stub_cpu=$(secs "$stub_cpu0" "$(cpu_ticks "$stub_pid")"); up_cpu=$(secs "$up_cpu0" "$(cpu_ticks "$up_pid")")
+  o=$(median "${ours[@]}"); t=$(median "${theirs[@]}")
+  ratio=$(awk -v t="$t" -v o="$o" 'BEGIN { printf "%.2f", t / o }')
+  verdict=$(awk -v r="$ratio" 'BEGIN { print (r >= 1.5 ? "pass" : "fail") }')
+  rows+="| $k | $o s, $(mbps "$o") MiB/s | $t s, $(mbps "$t") MiB/s | $ratio | >= 1.5 | $verdict |"$'\n'
+  cpu_rows+="| server CPU (user+system), all $k reps: ours / docker-registry | $stub_cpu s / $up_cpu s | |"$'\n'
+  idle_rows+="| machine CPU left idle during each $k rep: ours / docker-registry | $(paste -sd' ' "$dir/idle.ours.$k") % / $(paste -sd' ' "$dir/idle.theirs.$k") % | |"$'\n'
+  runs+="all $k runs, ours: ${ours[*]}; docker-registry: ${theirs[*]}"$'\n\n'
+done
+df_after=$(df -B1 --output=used "$dir" | tail -1)
+rss_kib=$(awk '/VmHWM/ {print $2}' "/proc/$stub_pid/status")
 report=$(cat <<MD
 ## Issue 3: registry pull throughput
 
 - date: $(date -u '+%Y-%m-%d %H:%M UTC'); machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); kernel $(uname -r)
-- $images images, $(numfmt --to=iec "$total_bytes") of blobs; $clients parallel clients ($([ "$client" = curl ] && echo "curl -o /dev/null, HTTP/1.1" || echo "discard-client.py: keep-alive, bodies dropped in the kernel")), each pulling every blob; $reps reps, median; loopback
-- both servers on this machine at once: \`delivery.run registry serve\` (straight from the bundle file, sendfile) and Debian's docker-registry (filesystem storage)
+- $images images, $(numfmt --to=iec "$total_bytes") of blobs; $clients parallel clients, each pulling every blob; $reps reps, median; loopback
+- clients: \`discard\` = tests/bench/discard-client.py (one keep-alive connection, each body dropped in the kernel with MSG_TRUNC, never copied); \`curl\` = curl -o /dev/null, a process and a connection per blob
+- both servers on this machine at once: \`delivery.run registry serve\` (straight from the bundle file) and Debian's docker-registry (filesystem storage)
 
-| server | median (s) | throughput | ratio | target |
-|---|---|---|---|---|
-| delivery.run registry serve | $o | $(mbps "$o") MiB/s | $ratio | >= 1.5 |
-| docker-registry 2.8 | $t | $(mbps "$t") MiB/s | 1.00 | |
+| clients | delivery.run registry serve | docker-registry 2.8 | ratio | target | pass/fail |
+|---|---|---|---|---|---|
+${rows%$'\n'}
 
 | metric | value | target |
 |---|---|---|
-| server CPU (user+system) for all reps: ours / docker-registry | $stub_cpu s / $up_cpu s ($cpu_ratio x less) | |
-| machine CPU left idle during the pulls (each rep): ours / docker-registry | $(paste -sd' ' "$dir/idle.ours") % / $(paste -sd' ' "$dir/idle.theirs") % | |
-| stub peak RSS (VmHWM) during the pulls | $((rss_kib / 1024)) MiB | <= 64 MiB |
+${cpu_rows}${idle_rows}| stub peak RSS (VmHWM) during all the pulls | $((rss_kib / 1024)) MiB | <= 64 MiB |
 | disk used on the serving host beyond the bundle while serving | $(( (df_after - df_before) / 1048576 )) MiB (df delta of $dir) | none |
 
-all runs, ours: ${ours[*]}; docker-registry: ${theirs[*]}
+${runs%$'\n\n'}
 
 On $(nproc) cores the clients share the CPU with the server: when the idle row is near 0 the
-machine, not the server, is the limit. On loopback, receive processing runs in softirq context
-and is charged to whichever process is on the CPU, so the per-server CPU row is only indicative.
+machine, not the server, is the limit, and the cheaper the client the more of the CPU is left to
+the server under test. On loopback, receive processing runs in softirq context and is charged to
+whichever process is on the CPU, so the per-server CPU rows are only indicative.
 MD
 )
 echo "$report"
