@@ -760,6 +760,23 @@ fn ask(bed: &Testbed, i: usize, n: usize) -> Vec<String> {
         .collect()
 }
 
+/// Ask (`ask`: who answered each of a few connections) until `f` holds; how long that took.
+/// Fails after `secs` seconds, naming `what` and the last answers.
+fn until(what: &str, secs: u64, ask: &dyn Fn() -> Vec<String>, f: &dyn Fn(&[String]) -> bool) -> Duration {
+    let t0 = Instant::now();
+    loop {
+        let got = ask();
+        if f(&got) {
+            return t0.elapsed();
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(secs),
+            "{what}: still {got:?} after {secs} s"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 #[test]
 fn lb_fails_over_between_masters_on_the_testbed() {
     let bed = Testbed::up(3);
@@ -792,20 +809,7 @@ fn lb_fails_over_between_masters_on_the_testbed() {
         String::from_utf8_lossy(&out.stdout)
     );
 
-    let wait_for = |what: &str, f: &dyn Fn(&[String]) -> bool| {
-        let t0 = Instant::now();
-        loop {
-            let got = ask(&bed, 3, 6);
-            if f(&got) {
-                return t0.elapsed();
-            }
-            assert!(
-                t0.elapsed() < Duration::from_secs(10),
-                "{what}: still {got:?} after 10 s"
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    };
+    let wait_for = |what: &str, f: &dyn Fn(&[String]) -> bool| until(what, 10, &|| ask(&bed, 3, 6), f);
     wait_for("both masters serve", &|g| {
         g.iter().any(|s| s == "node1") && g.iter().any(|s| s == "node2")
     });
@@ -837,6 +841,126 @@ fn lb_fails_over_between_masters_on_the_testbed() {
     let stop = ok(bed.on(3, &stub).args(["lb", "stop", "--state-dir"]).arg(&state));
     assert!(String::from_utf8_lossy(&stop.stdout).contains("balancer stopped"));
     assert!(ask(&bed, 3, 1) == ["-"], "the balancer still answers after stop");
+}
+
+/// An HTTPS service on host `i`'s port 6443, shaped like an apiserver: `/readyz` answers 200
+/// while the file `ready` exists and 503 otherwise (listening, handshaking, not ready); any other
+/// path answers the host's name.
+fn https_service(bed: &Testbed, i: usize, cert: &Path, key: &Path, ready: &Path) -> Killed {
+    const SERVER: &str = r#"
+import http.server, os, socket, ssl, sys
+cert, key, ready = sys.argv[1:4]
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        if self.path == "/readyz":
+            code = 200 if os.path.exists(ready) else 503
+            body = b"ok" if code == 200 else b"not ready"
+        else:
+            code, body = 200, socket.gethostname().encode()
+        self.send_response(code)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(cert, key)
+http.server.ThreadingHTTPServer.allow_reuse_address = True
+s = http.server.ThreadingHTTPServer(("0.0.0.0", 6443), H)
+s.socket = ctx.wrap_socket(s.socket, server_side=True)
+s.serve_forever()
+"#;
+    Killed(
+        bed.on(i, Path::new("/usr/bin/python3"))
+            .arg("-c")
+            .arg(SERVER)
+            .args([cert, key, ready])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+/// `n` HTTPS requests (`GET /who`, certificate not checked) to `addr` from host `i`: the body
+/// of each answer, `-` for none.
+fn ask_https(bed: &Testbed, i: usize, addr: &str, n: usize) -> Vec<String> {
+    let (host, port) = addr.rsplit_once(':').unwrap();
+    let out = run(bed.on(i, Path::new("/usr/bin/python3")).arg("-c").arg(format!(
+        "import socket, ssl\nctx = ssl._create_unverified_context()\nfor _ in range({n}):\n  try:\n    \
+         c = ctx.wrap_socket(socket.create_connection(('{host}', {port}), timeout=3))\n    \
+         c.sendall(b'GET /who HTTP/1.0\\r\\n\\r\\n'); data = b''\n    \
+         while True:\n      d = c.recv(4096)\n      if not d: break\n      data += d\n    \
+         print(data.split(b'\\r\\n\\r\\n', 1)[1].decode() or '-'); c.close()\n  \
+         except (OSError, IndexError):\n    print('-')\n"
+    )));
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// `--probe https:/readyz` on the bed: a master that still listens and completes TLS
+/// handshakes but answers 503 on /readyz gets no new connections, and is used again once ready.
+#[test]
+fn lb_https_probe_skips_a_master_that_listens_but_is_not_ready() {
+    let bed = Testbed::up(3);
+    let dir = work().join("lb-https");
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).unwrap();
+    let (cert, key) = (dir.join("tls.crt"), dir.join("tls.key"));
+    ok(Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+        ])
+        .args(["-days", "1", "-subj", "/CN=apiserver"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert));
+    let ready: Vec<PathBuf> = (1..=2).map(|i| dir.join(format!("ready.node{i}"))).collect();
+    for r in &ready {
+        fs::write(r, "").unwrap();
+    }
+    let _one = https_service(&bed, 1, &cert, &key, &ready[0]);
+    let _two = https_service(&bed, 2, &cert, &key, &ready[1]);
+    let state = dir.join("state");
+    let stub = stub();
+    ok(bed
+        .on(3, &stub)
+        .args(["lb", "start", "--no-systemd", "--state-dir"])
+        .arg(&state)
+        .args(["--backend", &format!("{}:6443", bed.ip(1))])
+        .args(["--backend", &format!("{}:6443", bed.ip(2))])
+        .args(["--health-interval-ms", "500", "--probe", "https:/readyz"]));
+
+    let wait_for =
+        |what: &str, f: &dyn Fn(&[String]) -> bool| until(what, 15, &|| ask_https(&bed, 3, "127.0.0.1:6443", 6), f);
+    wait_for("both masters serve", &|g| {
+        g.iter().any(|s| s == "node1") && g.iter().any(|s| s == "node2")
+    });
+
+    // node1 stops being ready but keeps serving TLS: the tcp probe would keep it.
+    fs::remove_file(&ready[0]).unwrap();
+    let direct = ask_https(&bed, 3, &format!("{}:6443", bed.ip(1)), 1);
+    assert_eq!(direct, ["node1"], "node1 must still answer over TLS");
+    let took = wait_for("node2 only while node1 is not ready", &|g| {
+        g.iter().all(|s| s == "node2")
+    });
+    eprintln!("a not-ready master was dropped after {:.1}s", took.as_secs_f64());
+    let got = ask_https(&bed, 3, "127.0.0.1:6443", 20);
+    assert!(got.iter().all(|s| s == "node2"), "{got:?}");
+
+    fs::write(&ready[0], "").unwrap();
+    let took = wait_for("node1 rejoins once ready", &|g| g.iter().any(|s| s == "node1"));
+    eprintln!("the ready master rejoined after {:.1}s", took.as_secs_f64());
+    ok(bed.on(3, &stub).args(["lb", "stop", "--state-dir"]).arg(&state));
 }
 
 #[test]
