@@ -7,8 +7,8 @@
 #   BENCH_CLIENT ["discard curl"]: which clients, each measured against both servers:
 #   `discard` (tests/bench/discard-client.py: one keep-alive connection, bodies dropped in the
 #   kernel with MSG_TRUNC), which leaves as much of the CPU as possible to the servers, and
-#   `curl` (curl -o /dev/null, a process and a connection per blob), a real client that takes
-#   most of the CPU itself.
+#   `curl` (one curl per client, every blob over one keep-alive connection to /dev/null), a
+#   real client, which copies every byte to user space and so takes much of the CPU itself.
 # Prints a markdown report (also to BENCH_REPORT if set). A report, not a test.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -84,6 +84,8 @@ cpu_all() { awk '/^cpu / { t = 0; for (i = 2; i <= NF; i++) t += $i; print $5 + 
 # $dir/idle.LABEL.
 pull() {
   local client=$1 base=$2 query=$3 label=$4 start end client_pids=() failed=0 idle0 total0 idle1 total1
+  local curl_args=() repo digest
+  while read -r repo digest _; do curl_args+=(-o /dev/null "$base/v2/$repo/blobs/$digest$query"); done <<<"$blobs"
   read -r idle0 total0 < <(cpu_all)
   start=$(date +%s.%N)
   for _ in $(seq "$clients"); do
@@ -92,9 +94,8 @@ pull() {
       client_pids+=($!)
       continue
     fi
-    (while read -r repo digest _; do
-       curl -sf --http1.1 -o /dev/null "$base/v2/$repo/blobs/$digest$query" || { echo "pull failed: $base $repo $digest" >&2; exit 1; }
-     done <<<"$blobs") &
+    # One curl for all the blobs: one keep-alive connection, as a real puller holds.
+    (curl -sf --fail-early --http1.1 "${curl_args[@]}" || { echo "pull failed: $base" >&2; exit 1; }) &
     client_pids+=($!)
   done
   for p in "${client_pids[@]}"; do wait "$p" || failed=1; done
@@ -140,7 +141,7 @@ report=$(cat <<MD
 
 - date: $(date -u '+%Y-%m-%d %H:%M UTC'); machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); kernel $(uname -r)
 - $images images, $(numfmt --to=iec "$total_bytes") of blobs; $clients parallel clients, each pulling every blob; $reps reps, median; loopback
-- clients: \`discard\` = tests/bench/discard-client.py (one keep-alive connection, each body dropped in the kernel with MSG_TRUNC, never copied); \`curl\` = curl -o /dev/null, a process and a connection per blob
+- clients: \`discard\` = tests/bench/discard-client.py (one keep-alive connection, each body dropped in the kernel with MSG_TRUNC, never copied); \`curl\` = one curl per client, every blob over one keep-alive connection, -o /dev/null
 - both servers on this machine at once: \`delivery.run registry serve\` (straight from the bundle file) and Debian's docker-registry (filesystem storage)
 
 | clients | delivery.run registry serve | docker-registry 2.8 | ratio | target | pass/fail |
