@@ -5,8 +5,9 @@
 #   BENCH_IMAGES [8] images with one random BENCH_LAYER_MIB [128] MiB layer each (~1 GiB),
 #   BENCH_CLIENTS [8] parallel clients each pulling every blob, BENCH_REPS [3], BENCH_DIR,
 #   BENCH_CLIENT ["discard curl"]: which clients, each measured against both servers:
-#   `discard` (tests/bench/discard-client.py: one keep-alive connection, bodies dropped in the
-#   kernel with MSG_TRUNC), which leaves as much of the CPU as possible to the servers, and
+#   `discard` (tests/bench/discard-client.c, built here with gcc: one keep-alive connection,
+#   bodies dropped in the kernel with MSG_TRUNC), which leaves as much of the CPU as possible to
+#   the servers, and
 #   `curl` (one curl per client, every blob over one keep-alive connection to /dev/null), a
 #   real client, which copies every byte to user space and so takes much of the CPU itself.
 # Prints a markdown report (also to BENCH_REPORT if set). A report, not a test.
@@ -26,6 +27,8 @@ cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 
 trap cleanup EXIT
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_up() { for _ in $(seq 200); do curl -sf "http://$1/v2/" >/dev/null && return 0; sleep 0.1; done; echo "$1 did not come up" >&2; exit 1; }
+
+gcc -O2 -Wall -Werror -o "$dir/discard-client" tests/bench/discard-client.c
 
 step "generating $images images x $layer_mib MiB"
 python3 tests/bench/make-layout.py "$dir/layout" "$images" "$layer_mib"
@@ -90,7 +93,8 @@ pull() {
   start=$(date +%s.%N)
   for _ in $(seq "$clients"); do
     if [ "$client" = discard ]; then
-      python3 tests/bench/discard-client.py "${base#http://}" "$query" "$dir/blobs.txt" >/dev/null &
+      local hostport=${base#http://}
+      "$dir/discard-client" "${hostport%:*}" "${hostport##*:}" "$query" "$dir/blobs.txt" >/dev/null &
       client_pids+=($!)
       continue
     fi
@@ -141,7 +145,7 @@ report=$(cat <<MD
 
 - date: $(date -u '+%Y-%m-%d %H:%M UTC'); machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); kernel $(uname -r)
 - $images images, $(numfmt --to=iec "$total_bytes") of blobs; $clients parallel clients, each pulling every blob; $reps reps, median; loopback
-- clients: \`discard\` = tests/bench/discard-client.py (one keep-alive connection, each body dropped in the kernel with MSG_TRUNC, never copied); \`curl\` = one curl per client, every blob over one keep-alive connection, -o /dev/null
+- clients: \`discard\` = tests/bench/discard-client.c (one keep-alive connection, each body dropped in the kernel with MSG_TRUNC, never copied); \`curl\` = one curl per client, every blob over one keep-alive connection, -o /dev/null
 - both servers on this machine at once: \`delivery.run registry serve\` (straight from the bundle file) and Debian's docker-registry (filesystem storage)
 
 | clients | delivery.run registry serve | docker-registry 2.8 | ratio | target | pass/fail |
