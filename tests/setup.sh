@@ -14,8 +14,9 @@ step() { printf '\n== %s\n' "$*" >&2; }
 # registry parts: docker-registry (the vendor's upstream), skopeo, containerd + runc, curl,
 # busybox-static (fixture images), iproute2 (network namespaces), apache2-utils (htpasswd),
 # openssl (TLS and token fixtures); openssh-server and sudo run the SSH test bed's hosts;
-# perl, make and gcc build the OpenSSL that ssh2 links statically into the stub; python3-yaml
-# parses the kubeadm configs the Kubernetes hooks render.
+# perl, make and gcc build the OpenSSL that ssh2 links statically into the stub (gcc also builds
+# tests/bench's registry client); python3-yaml parses the kubeadm configs the Kubernetes hooks
+# render.
 apt_packages=(openssh-client coreutils zstd tar binutils
   docker-registry skopeo containerd runc curl busybox-static iproute2 apache2-utils
   openssh-server sudo openssl perl make gcc python3-yaml)
