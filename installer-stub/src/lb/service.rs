@@ -16,7 +16,7 @@ use anyhow::{bail, Context, Result};
 
 use super::{Balancer, Config};
 use crate::cli::{LbArgs, LbStartArgs, StopArgs};
-use crate::registry::service::spawn_detached;
+use crate::registry::service::{live_pid, spawn_detached};
 use crate::verify::own_path;
 
 const UNIT: &str = "delivery-apiserver-lb.service";
@@ -110,10 +110,7 @@ fn pid_file(state: &Path) -> PathBuf {
 
 /// The pid of a running `lb serve` started from this state directory.
 fn running(state: &Path) -> Option<i32> {
-    let pid: i32 = fs::read_to_string(pid_file(state)).ok()?.trim().parse().ok()?;
-    let cmdline = fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-    let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-    cmdline.contains(" lb serve ").then_some(pid)
+    live_pid(&pid_file(state), |cmdline| cmdline.contains(" lb serve "))
 }
 
 pub fn start(args: &LbStartArgs) -> Result<()> {

@@ -27,10 +27,17 @@ fn pid_file(state: &Path) -> PathBuf {
 
 /// The supervisor's pid, if one is alive for this state directory.
 fn running(state: &Path) -> Option<i32> {
-    let pid: i32 = fs::read_to_string(pid_file(state)).ok()?.trim().parse().ok()?;
+    live_pid(&pid_file(state), |cmdline| {
+        cmdline.contains("registry supervise") && cmdline.contains(&*state.to_string_lossy())
+    })
+}
+
+/// The pid written in `pid_file`, if that process is alive and its command line (arguments
+/// joined by spaces) is one `ours` recognises: a recycled pid belongs to someone else.
+pub fn live_pid(pid_file: &Path, ours: impl Fn(&str) -> bool) -> Option<i32> {
+    let pid: i32 = fs::read_to_string(pid_file).ok()?.trim().parse().ok()?;
     let cmdline = fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-    let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-    (cmdline.contains("registry supervise") && cmdline.contains(&*state.to_string_lossy())).then_some(pid)
+    ours(&String::from_utf8_lossy(&cmdline).replace('\0', " ")).then_some(pid)
 }
 
 fn trust_args(args: &ServiceArgs) -> Vec<String> {
