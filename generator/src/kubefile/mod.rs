@@ -1,0 +1,431 @@
+//! Kubefile parsing: turns the text of a Kubefile into a [`Kubefile`], checking every
+//! instruction and reporting all the errors of a file at once ([`KubefileErrors`]), each
+//! with the `file:line:column` of the offending token in the original text. This module
+//! never touches the file system: resolving COPY/APP sources against the build context is
+//! the job of `context.rs`.
+//!
+//! # Kubefile reference
+//!
+//! A Kubefile is a sealer-style, Dockerfile-like list of instructions, one per line:
+//!
+//! ```text
+//! # Build with: delivery build -f Kubefile --build-arg VERSION=1.2.0
+//! ARG VERSION=1.0.0
+//! FROM scratch
+//! ENV CLUSTER_NAME=demo REGISTRY="registry.local:5000"
+//! LABEL org.example.version=${VERSION} maintainer="ops team"
+//! COPY images/${ARCH}/ images/
+//! COPY ["charts/nginx", "charts/redis", "charts/"]
+//! APP nginx local://apps/nginx/values.yaml local://apps/nginx/chart
+//! APP redis local://apps/redis
+//! LAUNCH ["nginx", "redis"]
+//! ```
+//!
+//! ## Lexical rules
+//!
+//! - One instruction per line: a keyword followed by its arguments. Keywords are
+//!   case-insensitive (`copy` is `COPY`).
+//! - Blank lines are ignored, and so are comment lines: lines whose first non-blank
+//!   character is `#`. A `#` anywhere else is an ordinary character.
+//! - A line ending in `\` (optionally followed by blanks) continues on the next line; the
+//!   backslash is removed and the lines are joined as they are. Blank lines and comment
+//!   lines inside a continuation are skipped, as Docker does. Positions in errors always
+//!   refer to the original line and column (1-based, counted in characters).
+//! - Shell-form arguments are split into words at whitespace. `"..."` groups a word in
+//!   which `\"`, `\\` and `\$` are escapes and variables are expanded; `'...'` groups a
+//!   word taken literally; outside quotes `\` makes the next character literal.
+//! - JSON form: arguments that start with `[` followed by `"` or `]` are a JSON array of
+//!   strings (standard JSON escapes), e.g. `COPY ["my file", "dest/"]`. A malformed array
+//!   is an error at the offending column.
+//! - Variables: `$NAME`, `${NAME}` and `${NAME:-default}` (the default is used when `NAME`
+//!   is unset or empty; `${NAME:+word}` gives `word` when it is set and non-empty) are
+//!   expanded in the arguments of every instruction except `CMD` and `CMDS`, whose
+//!   commands are run by a shell at install time and are kept verbatim. `\$` is a literal
+//!   `$`, and so is a `$` not followed by a name or `{`. The variables are the ARGs
+//!   declared so far (plus the predefined `ARCH`) and the ENVs set so far; ENV wins over
+//!   an ARG of the same name. Using an undefined variable is an error at its `$`.
+//!
+//! ## Instructions
+//!
+//! - `FROM scratch` or `FROM <path to a base delivery.run>`: exactly one per file, with
+//!   exactly one argument; only ARG may come before it. `scratch` is case-insensitive.
+//!   Example: `FROM ../base/kubernetes-${ARCH}.run`.
+//! - `ARG <name>` or `ARG <name>=<default>` (several per line allowed): declares a build
+//!   argument. `--build-arg name=value` overrides the default; an ARG with neither is an
+//!   error. A `--build-arg` the Kubefile does not declare is a warning. `ARCH` is
+//!   predefined as the target architecture (e.g. `amd64`) and only `--build-arg ARCH=...`
+//!   changes it (a default in `ARG ARCH=...` is ignored with a warning). Names are
+//!   letters, digits and `_`, not starting with a digit. Example: `ARG VERSION=1.0.0`.
+//! - `ENV <key>=<value> [<key>=<value> ...]` or the legacy `ENV <key> <value with spaces>`:
+//!   environment of the install-time commands, also usable as variables further down.
+//!   Example: `ENV KUBECONFIG=/etc/kubernetes/admin.conf MODE="high availability"`.
+//! - `LABEL <key>=<value> [<key>=<value> ...]`: metadata of the bundle.
+//!   Example: `LABEL org.example.version=1.0.0`.
+//! - `COPY <src> [<src> ...] <dest>` or `COPY ["<src>", ..., "<dest>"]`: copies files or
+//!   directories (glob patterns allowed) from the build context into the bundle. Flags
+//!   such as `--chown` or `--from` are not supported. Example: `COPY manifests/*.yaml etc/`.
+//! - `APP <name> local://<path> [local://<path> ...]`: defines an application whose files
+//!   are copied to `application/apps/<name>/`. Names match `[a-z0-9][a-z0-9-_.]*` and are
+//!   unique; only the `local://` scheme (a path in the build context) is supported.
+//!   Example: `APP nginx local://apps/nginx`.
+//! - `LAUNCH ["<app>", ...]` or `LAUNCH <app> [<app> ...]`: the apps to launch at install
+//!   time, in order; each must be defined by an APP somewhere in the file.
+//!   Example: `LAUNCH ["calico", "nginx"]`.
+//! - `CMD` / `CMDS`: shell commands run at install time, either a JSON array of commands
+//!   (`CMDS ["kubectl apply -f a.yaml", "kubectl apply -f b.yaml"]`) or the shell form,
+//!   where the rest of the instruction is one command (`CMD kubectl get nodes`).
+//!
+//! A file has at most one of LAUNCH, CMD and CMDS. Any other instruction (ADD, RUN,
+//! KUBEVERSION, CNI, ...) is an error.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// The instructions a Kubefile may use, in the order the reference lists them.
+pub const INSTRUCTIONS: &[&str] = &["FROM", "ARG", "ENV", "LABEL", "COPY", "APP", "LAUNCH", "CMD", "CMDS"];
+
+/// A position in the original Kubefile text: 1-based line, and 1-based column counted in
+/// characters of that line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Pos {
+    pub line: usize,
+    pub column: usize,
+}
+
+impl Pos {
+    pub fn new(line: usize, column: usize) -> Self {
+        Pos { line, column }
+    }
+}
+
+impl fmt::Display for Pos {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.line, self.column)
+    }
+}
+
+/// A parsed, fully expanded Kubefile.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Kubefile {
+    pub path: PathBuf,
+    /// FROM
+    pub base: Base,
+    /// Final ARG values after `--build-arg`, including the predefined `ARCH`.
+    pub args: BTreeMap<String, String>,
+    pub env: BTreeMap<String, String>,
+    pub labels: BTreeMap<String, String>,
+    pub copies: Vec<Copy>,
+    pub apps: Vec<App>,
+    pub launch: Option<Launch>,
+    /// Problems that do not stop the build, e.g. an undeclared `--build-arg`.
+    pub warnings: Vec<String>,
+}
+
+/// What the bundle is built on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Base {
+    /// `FROM scratch`
+    Scratch,
+    /// `FROM <path to a base delivery.run>` (the path as written, after expansion).
+    Bundle { path: String, at: Pos },
+}
+
+/// One COPY instruction: sources and destination after expansion, each with the position
+/// of its token (for a JSON string, its opening quote). `at` is the COPY keyword.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Copy {
+    pub sources: Vec<(String, Pos)>,
+    pub dest: (String, Pos),
+    pub at: Pos,
+}
+
+/// One APP instruction; `sources` are the paths with `local://` stripped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct App {
+    pub name: String,
+    pub sources: Vec<(String, Pos)>,
+    pub at: Pos,
+}
+
+/// What the installer runs: apps to launch (LAUNCH) or shell commands (CMD/CMDS).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Launch {
+    Apps { names: Vec<String>, at: Pos },
+    Cmds { cmds: Vec<String>, at: Pos },
+}
+
+/// One problem in a Kubefile. Every variant carries the Kubefile path and the 1-based
+/// line and column of the offending token.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KubefileError {
+    #[error("{file}:{line}:{column}: unknown instruction `{keyword}`\n  hint: {hint}")]
+    UnknownInstruction {
+        file: PathBuf,
+        line: usize,
+        column: usize,
+        keyword: String,
+        hint: String,
+    },
+    #[error(
+        "{file}:{line}:{column}: Kubefile has no FROM instruction\n  hint: start it with `FROM scratch` or `FROM <path to a base delivery.run>` (only ARG may come before FROM)"
+    )]
+    MissingFrom { file: PathBuf, line: usize, column: usize },
+    #[error(
+        "{file}:{line}:{column}: second FROM instruction `FROM {text}`; the first is on line {first_line}\n  hint: a Kubefile builds one bundle from exactly one base; remove one of them"
+    )]
+    DuplicateFrom {
+        file: PathBuf,
+        line: usize,
+        column: usize,
+        text: String,
+        first_line: usize,
+    },
+    #[error(
+        "{file}:{line}:{column}: {keyword} before FROM\n  hint: only ARG may come before FROM; move this instruction below the FROM line"
+    )]
+    BeforeFrom {
+        file: PathBuf,
+        line: usize,
+        column: usize,
+        keyword: String,
+    },
+    #[error("{file}:{line}:{column}: {instruction} {problem}: `{text}`\n  hint: expected {usage}")]
+    BadArguments {
+        file: PathBuf,
+        line: usize,
+        column: usize,
+        instruction: &'static str,
+        problem: String,
+        text: String,
+        usage: &'static str,
+    },
+    #[error("{file}:{line}:{column}: invalid {what} `{name}`\n  hint: {rule}")]
+    InvalidName {
+        file: PathBuf,
+        line: usize,
+        column: usize,
+        what: &'static str,
+        name: String,
+        rule: &'static str,
+    },
+    #[error(
+        "{file}:{line}:{column}: {instruction} key must not be empty: `{text}`\n  hint: write `{instruction} key=value`"
+    )]
+    EmptyKey {
+        file: PathBuf,
+        line: usize,
+        column: usize,
+        instruction: &'static str,
+        text: String,
+    },
+    #[error(
+        "{file}:{line}:{column}: ARG `{name}` has no value\n  hint: give it a default (`ARG {name}=value`) or pass `--build-arg {name}=value`"
+    )]
+    MissingArgValue {
+        file: PathBuf,
+        line: usize,
+        column: usize,
+        name: String,
+    },
+    #[error(
+        "{file}:{line}:{column}: undefined variable `{name}` in `{text}`\n  hint: declare it with ARG or ENV above this line, or give a default: `${{{name}:-default}}`"
+    )]
+    UndefinedVariable {
+        file: PathBuf,
+        line: usize,
+        column: usize,
+        name: String,
+        text: String,
+    },
+    #[error(
+        "{file}:{line}:{column}: {problem} in `{text}`\n  hint: variables are written `$NAME`, `${{NAME}}` or `${{NAME:-default}}`; write `\\$` for a literal `$`"
+    )]
+    BadVariable {
+        file: PathBuf,
+        line: usize,
+        column: usize,
+        problem: String,
+        text: String,
+    },
+    #[error(
+        "{file}:{line}:{column}: unterminated {quote} quote in `{text}`\n  hint: close the quote, or escape it with `\\`"
+    )]
+    UnterminatedQuote {
+        file: PathBuf,
+        line: usize,
+        column: usize,
+        quote: char,
+        text: String,
+    },
+    #[error("{file}:{line}:{column}: {instruction} flag `{flag}` is not supported\n  hint: {hint}")]
+    UnsupportedFlag {
+        file: PathBuf,
+        line: usize,
+        column: usize,
+        instruction: &'static str,
+        flag: String,
+        hint: &'static str,
+    },
+    #[error(
+        "{file}:{line}:{column}: APP source `{text}` uses the unsupported scheme `{scheme}`\n  hint: only local:// sources (paths in the build context) are supported"
+    )]
+    UnsupportedScheme {
+        file: PathBuf,
+        line: usize,
+        column: usize,
+        scheme: String,
+        text: String,
+    },
+    #[error(
+        "{file}:{line}:{column}: APP source `{text}` has no scheme\n  hint: write `local://{text}` for a path in the build context"
+    )]
+    MissingScheme {
+        file: PathBuf,
+        line: usize,
+        column: usize,
+        text: String,
+    },
+    #[error(
+        "{file}:{line}:{column}: APP `{name}` is already defined at {file}:{first_line}:{first_column}\n  hint: app names must be unique; rename or merge one of them"
+    )]
+    DuplicateApp {
+        file: PathBuf,
+        line: usize,
+        column: usize,
+        name: String,
+        first_line: usize,
+        first_column: usize,
+    },
+    #[error("{file}:{line}:{column}: LAUNCH names app `{name}`, which no APP defines\n  hint: {hint}")]
+    UnknownApp {
+        file: PathBuf,
+        line: usize,
+        column: usize,
+        name: String,
+        hint: String,
+    },
+    #[error(
+        "{file}:{line}:{column}: {instruction} conflicts with the {first_instruction} on line {first_line}\n  hint: a Kubefile has at most one of LAUNCH, CMD and CMDS; merge them into one"
+    )]
+    DuplicateLaunch {
+        file: PathBuf,
+        line: usize,
+        column: usize,
+        instruction: &'static str,
+        first_instruction: &'static str,
+        first_line: usize,
+    },
+    #[error(
+        "{file}:{line}:{column}: malformed JSON array: {problem} in `{text}`\n  hint: write a JSON array of double-quoted strings, e.g. [\"a\", \"b\"]"
+    )]
+    Json {
+        file: PathBuf,
+        line: usize,
+        column: usize,
+        problem: String,
+        text: String,
+    },
+}
+
+impl KubefileError {
+    /// The position of the offending token.
+    pub fn pos(&self) -> Pos {
+        use KubefileError::*;
+        match self {
+            UnknownInstruction { line, column, .. }
+            | MissingFrom { line, column, .. }
+            | DuplicateFrom { line, column, .. }
+            | BeforeFrom { line, column, .. }
+            | BadArguments { line, column, .. }
+            | InvalidName { line, column, .. }
+            | EmptyKey { line, column, .. }
+            | MissingArgValue { line, column, .. }
+            | UndefinedVariable { line, column, .. }
+            | BadVariable { line, column, .. }
+            | UnterminatedQuote { line, column, .. }
+            | UnsupportedFlag { line, column, .. }
+            | UnsupportedScheme { line, column, .. }
+            | MissingScheme { line, column, .. }
+            | DuplicateApp { line, column, .. }
+            | UnknownApp { line, column, .. }
+            | DuplicateLaunch { line, column, .. }
+            | Json { line, column, .. } => Pos::new(*line, *column),
+        }
+    }
+}
+
+/// All the errors of one Kubefile, sorted by position. Displays one error after another.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KubefileErrors(pub Vec<KubefileError>);
+
+impl KubefileErrors {
+    pub fn iter(&self) -> std::slice::Iter<'_, KubefileError> {
+        self.0.iter()
+    }
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Display for KubefileErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for KubefileErrors {}
+
+impl<'a> IntoIterator for &'a KubefileErrors {
+    type Item = &'a KubefileError;
+    type IntoIter = std::slice::Iter<'a, KubefileError>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter()
+    }
+}
+
+/// Parses `text`, the contents of the Kubefile at `path` (used in messages only).
+/// `build_args` are the `--build-arg` values; `arch` is the predefined `ARCH`.
+pub fn parse(
+    path: &Path,
+    text: &str,
+    build_args: &BTreeMap<String, String>,
+    arch: &str,
+) -> Result<Kubefile, KubefileErrors> {
+    let mut p = Parser::new(path, build_args, arch);
+    let instructions = split_instructions(text);
+    let has_from = instructions.iter().any(|i| i.keyword.eq_ignore_ascii_case("FROM"));
+    for ins in &instructions {
+        p.instruction(ins, has_from);
+    }
+    p.finish()
+}
+
+macro_rules! err {
+    ($file:expr, $pos:expr, $variant:ident { $($field:ident $(: $value:expr)?),* $(,)? }) => {
+        KubefileError::$variant {
+            file: $file.to_path_buf(),
+            line: $pos.line,
+            column: $pos.column,
+            $($field $(: $value)?),*
+        }
+    };
+}
+
+mod instructions;
+mod words;
+
+use instructions::Parser;
+use words::split_instructions;
+
+#[cfg(test)]
+mod tests;

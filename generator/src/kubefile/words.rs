@@ -1,0 +1,544 @@
+//! The Kubefile's lexical layer: physical lines joined into instructions, shell-form words
+//! with quotes, escapes and variable expansion, and JSON-form arrays, every character keeping
+//! its position in the original text for error messages.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use super::{KubefileError, Pos};
+
+/// A character of the original text with its position.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct PChar {
+    pub(super) c: char,
+    pub(super) pos: Pos,
+}
+
+/// One instruction after joining continuation lines.
+pub(super) struct Instruction {
+    pub(super) keyword: String,
+    pub(super) at: Pos,
+    /// The arguments, trimmed, each character with its original position.
+    pub(super) args: Vec<PChar>,
+}
+
+pub(super) fn collect(chars: &[PChar]) -> String {
+    chars.iter().map(|p| p.c).collect()
+}
+
+pub(super) fn trim(chars: &[PChar]) -> &[PChar] {
+    let start = chars.iter().position(|p| !p.c.is_whitespace()).unwrap_or(chars.len());
+    let end = chars
+        .iter()
+        .rposition(|p| !p.c.is_whitespace())
+        .map_or(start, |i| i + 1);
+    &chars[start..end.max(start)]
+}
+
+pub(super) fn split_instructions(text: &str) -> Vec<Instruction> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let mut out = Vec::new();
+    let mut current: Vec<PChar> = Vec::new();
+    for (idx, line) in text.lines().enumerate() {
+        let chars: Vec<PChar> = line
+            .chars()
+            .enumerate()
+            .map(|(i, c)| PChar {
+                c,
+                pos: Pos::new(idx + 1, i + 1),
+            })
+            .collect();
+        match chars.iter().find(|p| !p.c.is_whitespace()) {
+            None => continue,
+            Some(p) if p.c == '#' => continue,
+            Some(_) => {}
+        }
+        let end = chars
+            .iter()
+            .rposition(|p| p.c != ' ' && p.c != '\t')
+            .map_or(0, |i| i + 1);
+        if end > 0 && chars[end - 1].c == '\\' {
+            current.extend_from_slice(&chars[..end - 1]);
+            continue;
+        }
+        current.extend_from_slice(&chars);
+        out.extend(make_instruction(std::mem::take(&mut current)));
+    }
+    // A continuation on the last line just ends the instruction.
+    out.extend(make_instruction(current));
+    out
+}
+
+pub(super) fn make_instruction(chars: Vec<PChar>) -> Option<Instruction> {
+    let chars = trim(&chars);
+    let first = chars.first()?;
+    let kw_end = chars.iter().position(|p| p.c.is_whitespace()).unwrap_or(chars.len());
+    Some(Instruction {
+        keyword: collect(&chars[..kw_end]),
+        at: first.pos,
+        args: trim(&chars[kw_end..]).to_vec(),
+    })
+}
+
+// ---------------------------------------------------------------------------------------
+// Words, quotes and variables
+
+/// A shell-form word after quote removal and expansion.
+pub(super) struct Word {
+    pub(super) text: String,
+    pub(super) pos: Pos,
+    /// Index just past the word in the argument characters.
+    pub(super) end: usize,
+}
+
+/// Expands variables and splits shell-form arguments into words.
+pub(super) struct Expander<'a> {
+    pub(super) file: &'a Path,
+    pub(super) env: &'a BTreeMap<String, String>,
+    pub(super) args: &'a BTreeMap<String, String>,
+}
+
+pub(super) fn is_name_start(c: char) -> bool {
+    c.is_ascii_alphabetic() || c == '_'
+}
+
+pub(super) fn is_name_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == '_'
+}
+
+pub(super) fn is_var_name(s: &str) -> bool {
+    let mut cs = s.chars();
+    cs.next().is_some_and(is_name_start) && cs.all(is_name_char)
+}
+
+impl Expander<'_> {
+    pub(super) fn lookup(&self, name: &str) -> Option<&String> {
+        self.env.get(name).or_else(|| self.args.get(name))
+    }
+
+    /// Splits `chars` into words at unquoted whitespace.
+    pub(super) fn words(&self, chars: &[PChar]) -> Result<Vec<Word>, KubefileError> {
+        let mut out = Vec::new();
+        let mut i = 0;
+        loop {
+            while i < chars.len() && chars[i].c.is_whitespace() {
+                i += 1;
+            }
+            if i >= chars.len() {
+                return Ok(out);
+            }
+            let pos = chars[i].pos;
+            let text = self.word(chars, &mut i, true)?;
+            out.push(Word { text, pos, end: i });
+        }
+    }
+
+    /// All of `chars` as one word (whitespace kept), with quotes and escapes processed.
+    pub(super) fn whole(&self, chars: &[PChar]) -> Result<String, KubefileError> {
+        let mut i = 0;
+        self.word(chars, &mut i, false)
+    }
+
+    pub(super) fn word(&self, chars: &[PChar], i: &mut usize, split: bool) -> Result<String, KubefileError> {
+        let mut out = String::new();
+        while *i < chars.len() {
+            let PChar { c, pos } = chars[*i];
+            match c {
+                c if split && c.is_whitespace() => break,
+                '\\' => match chars.get(*i + 1) {
+                    Some(next) => {
+                        out.push(next.c);
+                        *i += 2;
+                    }
+                    None => {
+                        out.push('\\');
+                        *i += 1;
+                    }
+                },
+                '\'' => {
+                    let close = chars[*i + 1..].iter().position(|p| p.c == '\'');
+                    let Some(close) = close else {
+                        return Err(err!(
+                            self.file,
+                            pos,
+                            UnterminatedQuote {
+                                quote: '\'',
+                                text: collect(&chars[*i..]),
+                            }
+                        ));
+                    };
+                    out.extend(chars[*i + 1..*i + 1 + close].iter().map(|p| p.c));
+                    *i += close + 2;
+                }
+                '"' => {
+                    let open = *i;
+                    *i += 1;
+                    loop {
+                        match chars.get(*i).map(|p| p.c) {
+                            None => {
+                                return Err(err!(
+                                    self.file,
+                                    pos,
+                                    UnterminatedQuote {
+                                        quote: '"',
+                                        text: collect(&chars[open..]),
+                                    }
+                                ))
+                            }
+                            Some('"') => {
+                                *i += 1;
+                                break;
+                            }
+                            Some('\\') if chars.get(*i + 1).is_some_and(|n| matches!(n.c, '"' | '\\' | '$')) => {
+                                out.push(chars[*i + 1].c);
+                                *i += 2;
+                            }
+                            Some('$') => self.dollar(chars, i, &mut out)?,
+                            Some(c) => {
+                                out.push(c);
+                                *i += 1;
+                            }
+                        }
+                    }
+                }
+                '$' => self.dollar(chars, i, &mut out)?,
+                c => {
+                    out.push(c);
+                    *i += 1;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Expands `chars` where only `$` references and `\$` (plus `\}` inside a default) are
+    /// special: used for JSON strings and `${NAME:-default}` words.
+    pub(super) fn plain(&self, chars: &[PChar], in_default: bool) -> Result<String, KubefileError> {
+        let mut out = String::new();
+        let mut i = 0;
+        while i < chars.len() {
+            match chars[i].c {
+                '\\' if chars
+                    .get(i + 1)
+                    .is_some_and(|n| n.c == '$' || (in_default && (n.c == '}' || n.c == '\\'))) =>
+                {
+                    out.push(chars[i + 1].c);
+                    i += 2;
+                }
+                '$' => self.dollar(chars, &mut i, &mut out)?,
+                c => {
+                    out.push(c);
+                    i += 1;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Expands the reference starting at the `$` at `chars[*i]`.
+    pub(super) fn dollar(&self, chars: &[PChar], i: &mut usize, out: &mut String) -> Result<(), KubefileError> {
+        let start = *i;
+        let at = chars[start].pos;
+        match chars.get(start + 1).map(|p| p.c) {
+            Some('{') => {
+                let name_start = start + 2;
+                let mut j = name_start;
+                while j < chars.len() && is_name_char(chars[j].c) {
+                    j += 1;
+                }
+                let name = collect(&chars[name_start..j]);
+                let check_name = |text: String| -> Result<(), KubefileError> {
+                    if name.is_empty() {
+                        Err(err!(
+                            self.file,
+                            at,
+                            BadVariable {
+                                problem: "empty variable name".to_string(),
+                                text,
+                            }
+                        ))
+                    } else if !is_var_name(&name) {
+                        Err(err!(
+                            self.file,
+                            at,
+                            BadVariable {
+                                problem: format!("invalid variable name `{name}`"),
+                                text,
+                            }
+                        ))
+                    } else {
+                        Ok(())
+                    }
+                };
+                match chars.get(j).map(|p| p.c) {
+                    Some('}') => {
+                        let text = collect(&chars[start..=j]);
+                        check_name(text.clone())?;
+                        let Some(value) = self.lookup(&name) else {
+                            return Err(err!(self.file, at, UndefinedVariable { name, text }));
+                        };
+                        out.push_str(value);
+                        *i = j + 1;
+                        Ok(())
+                    }
+                    Some(':') if chars.get(j + 1).is_some_and(|p| p.c == '-' || p.c == '+') => {
+                        let op = chars[j + 1].c;
+                        let body = j + 2;
+                        let mut k = body;
+                        let mut depth = 0usize;
+                        loop {
+                            match chars.get(k).map(|p| p.c) {
+                                None => {
+                                    return Err(err!(
+                                        self.file,
+                                        at,
+                                        BadVariable {
+                                            problem: "unterminated `${`".to_string(),
+                                            text: collect(&chars[start..]),
+                                        }
+                                    ))
+                                }
+                                Some('\\') => k += 2,
+                                Some('$') if chars.get(k + 1).is_some_and(|p| p.c == '{') => {
+                                    depth += 1;
+                                    k += 2;
+                                }
+                                Some('}') if depth == 0 => break,
+                                Some('}') => {
+                                    depth -= 1;
+                                    k += 1;
+                                }
+                                Some(_) => k += 1,
+                            }
+                        }
+                        check_name(collect(&chars[start..=k]))?;
+                        let set = self.lookup(&name).filter(|v| !v.is_empty());
+                        match (op, set) {
+                            ('-', Some(v)) => out.push_str(v),
+                            ('-', None) | ('+', Some(_)) => out.push_str(&self.plain(&chars[body..k], true)?),
+                            _ => {}
+                        }
+                        *i = k + 1;
+                        Ok(())
+                    }
+                    None => Err(err!(
+                        self.file,
+                        at,
+                        BadVariable {
+                            problem: "unterminated `${`".to_string(),
+                            text: collect(&chars[start..]),
+                        }
+                    )),
+                    Some(_) => {
+                        let end = chars[j..]
+                            .iter()
+                            .position(|p| p.c == '}')
+                            .map_or(chars.len(), |e| j + e + 1);
+                        let text = collect(&chars[start..end]);
+                        check_name(text.clone())?;
+                        Err(err!(
+                            self.file,
+                            at,
+                            BadVariable {
+                                problem: "unsupported variable syntax".to_string(),
+                                text,
+                            }
+                        ))
+                    }
+                }
+            }
+            Some(c) if is_name_start(c) => {
+                let mut j = start + 1;
+                while j < chars.len() && is_name_char(chars[j].c) {
+                    j += 1;
+                }
+                let name = collect(&chars[start + 1..j]);
+                let Some(value) = self.lookup(&name) else {
+                    return Err(err!(
+                        self.file,
+                        at,
+                        UndefinedVariable {
+                            text: format!("${name}"),
+                            name,
+                        }
+                    ));
+                };
+                out.push_str(value);
+                *i = j;
+                Ok(())
+            }
+            _ => {
+                out.push('$');
+                *i += 1;
+                Ok(())
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// JSON arrays
+
+/// A JSON string: its unescaped characters, each with the position of the source text
+/// it came from, and the position of its opening quote.
+pub(super) struct JsonString {
+    pub(super) chars: Vec<PChar>,
+    pub(super) pos: Pos,
+}
+
+/// True when the arguments are meant as a JSON array: `[` followed by `"` or `]`.
+/// Anything else starting with `[` (a glob class, a `[ -f x ]` test) is shell form.
+pub(super) fn is_json_form(chars: &[PChar]) -> bool {
+    chars.first().is_some_and(|p| p.c == '[')
+        && chars[1..]
+            .iter()
+            .find(|p| !p.c.is_whitespace())
+            .is_some_and(|p| p.c == '"' || p.c == ']')
+}
+
+pub(super) fn parse_json_array(file: &Path, chars: &[PChar]) -> Result<Vec<JsonString>, KubefileError> {
+    let text = collect(chars);
+    let at = |i: usize| -> Pos {
+        match chars.get(i) {
+            Some(p) => p.pos,
+            None => chars
+                .last()
+                .map_or(Pos::new(1, 1), |p| Pos::new(p.pos.line, p.pos.column + 1)),
+        }
+    };
+    let fail = |i: usize, problem: String| -> KubefileError {
+        err!(
+            file,
+            at(i),
+            Json {
+                problem,
+                text: text.clone(),
+            }
+        )
+    };
+    let found = |i: usize| -> String {
+        match chars.get(i) {
+            Some(p) => format!("`{}`", p.c),
+            None => "end of line".to_string(),
+        }
+    };
+    let skip_ws = |i: &mut usize| {
+        while *i < chars.len() && chars[*i].c.is_whitespace() {
+            *i += 1;
+        }
+    };
+    let mut i = 0;
+    if chars.first().map(|p| p.c) != Some('[') {
+        return Err(fail(0, format!("expected `[`, found {}", found(0))));
+    }
+    i += 1;
+    let mut out = Vec::new();
+    skip_ws(&mut i);
+    if chars.get(i).map(|p| p.c) == Some(']') {
+        i += 1;
+    } else {
+        loop {
+            skip_ws(&mut i);
+            if chars.get(i).map(|p| p.c) != Some('"') {
+                return Err(fail(i, format!("expected a string, found {}", found(i))));
+            }
+            out.push(json_string(chars, &mut i).map_err(|(j, problem)| fail(j, problem))?);
+            skip_ws(&mut i);
+            match chars.get(i).map(|p| p.c) {
+                Some(',') => i += 1,
+                Some(']') => {
+                    i += 1;
+                    break;
+                }
+                _ => return Err(fail(i, format!("expected `,` or `]`, found {}", found(i)))),
+            }
+        }
+    }
+    skip_ws(&mut i);
+    if i < chars.len() {
+        return Err(fail(i, format!("unexpected {} after `]`", found(i))));
+    }
+    Ok(out)
+}
+
+/// Parses the JSON string whose opening quote is at `chars[*i]`; on error returns the
+/// index of the problem and what it is.
+pub(super) fn json_string(chars: &[PChar], i: &mut usize) -> Result<JsonString, (usize, String)> {
+    let pos = chars[*i].pos;
+    let open = *i;
+    *i += 1;
+    let mut out = Vec::new();
+    loop {
+        let Some(&PChar { c, pos: cpos }) = chars.get(*i) else {
+            return Err((open, "unterminated string".to_string()));
+        };
+        match c {
+            '"' => {
+                *i += 1;
+                return Ok(JsonString { chars: out, pos });
+            }
+            '\\' => {
+                let esc = chars.get(*i + 1).map(|p| p.c);
+                let simple = match esc {
+                    Some('"') => Some('"'),
+                    Some('\\') => Some('\\'),
+                    Some('/') => Some('/'),
+                    Some('b') => Some('\u{8}'),
+                    Some('f') => Some('\u{c}'),
+                    Some('n') => Some('\n'),
+                    Some('r') => Some('\r'),
+                    Some('t') => Some('\t'),
+                    _ => None,
+                };
+                if let Some(s) = simple {
+                    out.push(PChar { c: s, pos: cpos });
+                    *i += 2;
+                } else if esc == Some('u') {
+                    let hi = json_hex4(chars, *i + 2)?;
+                    let mut next = *i + 6;
+                    let code = if (0xD800..0xDC00).contains(&hi) {
+                        let lo_ok = chars.get(next).is_some_and(|p| p.c == '\\')
+                            && chars.get(next + 1).is_some_and(|p| p.c == 'u');
+                        let lo = if lo_ok { json_hex4(chars, next + 2)? } else { 0 };
+                        if !(0xDC00..0xE000).contains(&lo) {
+                            return Err((*i, "unpaired surrogate in `\\u` escape".to_string()));
+                        }
+                        next += 6;
+                        0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00)
+                    } else if (0xDC00..0xE000).contains(&hi) {
+                        return Err((*i, "unpaired surrogate in `\\u` escape".to_string()));
+                    } else {
+                        hi
+                    };
+                    let Some(ch) = char::from_u32(code) else {
+                        return Err((*i, "invalid `\\u` escape".to_string()));
+                    };
+                    out.push(PChar { c: ch, pos: cpos });
+                    *i = next;
+                } else {
+                    let shown = esc.map_or(String::new(), String::from);
+                    return Err((*i, format!("invalid escape `\\{shown}`")));
+                }
+            }
+            c if (c as u32) < 0x20 => {
+                return Err((*i, "control character in string".to_string()));
+            }
+            c => {
+                out.push(PChar { c, pos: cpos });
+                *i += 1;
+            }
+        }
+    }
+}
+
+pub(super) fn json_hex4(chars: &[PChar], start: usize) -> Result<u32, (usize, String)> {
+    let mut v = 0u32;
+    for k in start..start + 4 {
+        let d = chars.get(k).and_then(|p| p.c.to_digit(16));
+        let Some(d) = d else {
+            return Err((k, "expected 4 hex digits in `\\u` escape".to_string()));
+        };
+        v = v * 16 + d;
+    }
+    Ok(v)
+}
