@@ -59,6 +59,13 @@ pub struct App {
     pub name: String,
     /// Entry paths of the app's files, under `application/apps/<name>/`.
     pub paths: Vec<String>,
+    /// `APPCMDS`: the shell commands that launch the app, run in its directory; empty for
+    /// the default of its kind.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cmds: Vec<String>,
+    /// `APPENV`: environment of the app's commands only.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
 }
 
 /// What the installer runs once the files are in place.

@@ -208,6 +208,8 @@ pub fn plan(args: &KubefileArgs, kubefile: &Kubefile, scratch: &Path, tag: Optio
             manifest::App {
                 name: a.name.clone(),
                 paths,
+                cmds: a.cmds.clone(),
+                env: a.env.clone(),
             }
         })
         .collect();

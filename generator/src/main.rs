@@ -9,6 +9,7 @@ mod discover;
 mod fetch;
 mod images;
 mod keygen;
+mod kube_version;
 mod kubefile;
 mod signing_key;
 mod verify;

@@ -5,7 +5,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use super::words::*;
-use super::{App, Base, Copy, Kubefile, KubefileError, KubefileErrors, Launch, Pos, INSTRUCTIONS};
+use super::{
+    App, Base, Copy, Kubefile, KubefileError, KubefileErrors, Launch, Pos, Run, RunCommand, INSTRUCTIONS,
+    KUBE_VERSION_LABEL,
+};
 
 const FROM_USAGE: &str = "`FROM scratch` or `FROM <path to a base delivery.run>`";
 const ARG_USAGE: &str = "`ARG <name>` or `ARG <name>=<default>`";
@@ -13,6 +16,10 @@ const ENV_USAGE: &str = "`ENV <key>=<value> [<key>=<value> ...]` or `ENV <key> <
 const LABEL_USAGE: &str = "`LABEL <key>=<value> [<key>=<value> ...]`";
 const COPY_USAGE: &str = "`COPY <src> [<src> ...] <dest>` or `COPY [\"<src>\", ..., \"<dest>\"]`";
 const APP_USAGE: &str = "`APP <name> local://<path> [local://<path> ...]`";
+const APPCMDS_USAGE: &str = "`APPCMDS <app> [\"<command>\", ...]`";
+const APPENV_USAGE: &str = "`APPENV <app> <key>=<value> [<key>=<value> ...]`";
+const RUN_USAGE: &str = "`RUN <shell command>` or `RUN [\"<program>\", \"<arg>\", ...]`";
+const KUBEVERSION_USAGE: &str = "`KUBEVERSION <constraint>`, e.g. `KUBEVERSION 1.22 - 1.24` or `KUBEVERSION >=1.25`";
 const LAUNCH_USAGE: &str = "`LAUNCH [\"<app>\", ...]` or `LAUNCH <app> [<app> ...]`";
 const CMD_USAGE: &str =
     "a JSON array of shell commands, e.g. `CMDS [\"kubectl apply -f app.yaml\"]`, or one shell command";
@@ -32,7 +39,12 @@ pub(super) struct Parser<'a> {
     apps: Vec<App>,
     app_pos: BTreeMap<String, Pos>,
     launch: Option<(Launch, &'static str, usize)>,
-    launch_refs: Vec<(String, Pos)>,
+    /// Apps named by LAUNCH, APPCMDS and APPENV, checked once every APP is known.
+    app_refs: Vec<(String, Pos, &'static str)>,
+    app_cmds: Vec<(String, Vec<String>)>,
+    app_env: Vec<(String, Vec<(String, String)>)>,
+    runs: Vec<Run>,
+    kube_version: Option<(String, Pos)>,
 }
 
 impl<'a> Parser<'a> {
@@ -55,7 +67,11 @@ impl<'a> Parser<'a> {
             apps: Vec::new(),
             app_pos: BTreeMap::new(),
             launch: None,
-            launch_refs: Vec::new(),
+            app_refs: Vec::new(),
+            app_cmds: Vec::new(),
+            app_env: Vec::new(),
+            runs: Vec::new(),
+            kube_version: None,
         }
     }
 
@@ -92,7 +108,6 @@ impl<'a> Parser<'a> {
         let Some(&keyword) = INSTRUCTIONS.iter().find(|k| **k == upper) else {
             let special = match upper.as_str() {
                 "ADD" => "use COPY (remote URLs and archive extraction are not supported); ",
-                "RUN" => "nothing runs at build time; use CMDS for commands run at install time; ",
                 "ENTRYPOINT" => "use LAUNCH or CMDS; ",
                 _ => "",
             };
@@ -116,13 +131,32 @@ impl<'a> Parser<'a> {
             ));
             return;
         }
+        // The shell reads these texts, `#` comments included; elsewhere ` #` ends the line.
+        let stripped;
+        let ins = if matches!(keyword, "CMD" | "CMDS" | "APPCMDS" | "RUN") {
+            ins
+        } else {
+            stripped = Instruction {
+                keyword: ins.keyword.clone(),
+                at: ins.at,
+                args: strip_comment(&ins.args).to_vec(),
+            };
+            &stripped
+        };
         let result = match keyword {
             "FROM" => self.from(ins),
             "ARG" => self.arg(ins),
             "ENV" => self.env(ins),
             "LABEL" => self.label(ins),
+            "MAINTAINER" => self.maintainer(ins),
             "COPY" => self.copy(ins),
-            "APP" => self.app(ins),
+            "RUN" => self.run(ins),
+            "APP" => self.app(ins, None),
+            "CNI" => self.app(ins, Some("cluster.alpha.sealer.io/kube-cni-")),
+            "CSI" => self.app(ins, Some("cluster.alpha.sealer.io/kube-csi-")),
+            "APPCMDS" => self.appcmds(ins),
+            "APPENV" => self.appenv(ins),
+            "KUBEVERSION" => self.kubeversion(ins),
             "LAUNCH" => self.launch(ins),
             _ => self.cmds(ins, keyword),
         };
@@ -145,7 +179,16 @@ impl<'a> Parser<'a> {
         // A placeholder until the base is known, so that a malformed FROM does not also
         // get every later instruction reported as coming before FROM.
         self.from = Some((Base::Scratch, ins.at.line));
-        let words = self.expander().words(&ins.args)?;
+        let mut words = self.expander().words(&ins.args)?;
+        if words.first().is_some_and(|w| w.text.starts_with("--platform=")) {
+            let w = words.remove(0);
+            self.warnings.push(format!(
+                "{}:{}: FROM `{}` is ignored: the platform comes from --arch",
+                self.file.display(),
+                w.pos,
+                w.text
+            ));
+        }
         if words.len() != 1 {
             let problem = format!("takes exactly one argument, got {}", words.len());
             let pos = words.get(1).map_or(ins.at, |w| w.pos);
@@ -363,7 +406,7 @@ impl<'a> Parser<'a> {
         Ok(())
     }
 
-    fn app(&mut self, ins: &Instruction) -> Result<(), KubefileError> {
+    fn app(&mut self, ins: &Instruction, label_prefix: Option<&str>) -> Result<(), KubefileError> {
         let words = self.expander().words(&ins.args)?;
         if words.len() < 2 {
             let problem = if words.is_empty() {
@@ -375,11 +418,15 @@ impl<'a> Parser<'a> {
         }
         let name = &words[0];
         if !is_app_name(&name.text) {
-            return Err(err!(self.file, name.pos, InvalidName {
-                what: "app name",
-                name: name.text.clone(),
-                rule: "app names match [a-z0-9][a-z0-9-_.]*: lowercase letters, digits, `-`, `_` and `.`, starting with a letter or digit",
-            }));
+            return Err(err!(
+                self.file,
+                name.pos,
+                InvalidName {
+                    what: "app name",
+                    name: name.text.clone(),
+                    rule: "app names are letters, digits, `-`, `_` and `.`, starting with a letter or digit",
+                }
+            ));
         }
         let mut sources = Vec::new();
         for w in &words[1..] {
@@ -413,10 +460,15 @@ impl<'a> Parser<'a> {
             ));
         }
         self.app_pos.insert(name.text.clone(), name.pos);
+        if let Some(prefix) = label_prefix {
+            self.labels.insert(format!("{prefix}{}", name.text), "true".to_string());
+        }
         self.apps.push(App {
             name: name.text.clone(),
             sources,
             at: ins.at,
+            cmds: Vec::new(),
+            env: BTreeMap::new(),
         });
         Ok(())
     }
@@ -442,7 +494,8 @@ impl<'a> Parser<'a> {
         if names.is_empty() {
             return Err(self.bad_args(ins.at, "LAUNCH", "needs at least one app name", &ins.args, LAUNCH_USAGE));
         }
-        self.launch_refs.extend(names.iter().cloned());
+        self.app_refs
+            .extend(names.iter().map(|(n, p)| (n.clone(), *p, "LAUNCH")));
         self.launch = Some((
             Launch::Apps {
                 names: names.into_iter().map(|(n, _)| n).collect(),
@@ -455,7 +508,10 @@ impl<'a> Parser<'a> {
     }
 
     fn cmds(&mut self, ins: &Instruction, keyword: &'static str) -> Result<(), KubefileError> {
-        self.check_single_launch(ins, keyword)?;
+        // Several CMD lines (and CMDS) run in file order, as in sealer; LAUNCH excludes them.
+        if let Some((Launch::Apps { .. }, _, _)) = &self.launch {
+            self.check_single_launch(ins, keyword)?;
+        }
         let cmds: Vec<String> = if is_json_form(&ins.args) {
             let strings = parse_json_array(self.file, &ins.args)?;
             if let Some(s) = strings.iter().find(|s| collect(&s.chars).trim().is_empty()) {
@@ -473,12 +529,137 @@ impl<'a> Parser<'a> {
         if cmds.is_empty() {
             return Err(self.bad_args(ins.at, keyword, "needs at least one command", &ins.args, CMD_USAGE));
         }
-        self.launch = Some((Launch::Cmds { cmds, at: ins.at }, keyword, ins.at.line));
+        match &mut self.launch {
+            Some((Launch::Cmds { cmds: all, .. }, _, _)) => all.extend(cmds),
+            _ => self.launch = Some((Launch::Cmds { cmds, at: ins.at }, keyword, ins.at.line)),
+        }
+        Ok(())
+    }
+
+    fn maintainer(&mut self, ins: &Instruction) -> Result<(), KubefileError> {
+        let text = self.expander().whole(&ins.args)?;
+        self.labels.insert("maintainer".to_string(), text);
+        Ok(())
+    }
+
+    fn run(&mut self, ins: &Instruction) -> Result<(), KubefileError> {
+        let command = if is_json_form(&ins.args) {
+            let argv: Vec<String> = parse_json_array(self.file, &ins.args)?
+                .iter()
+                .map(|s| collect(&s.chars))
+                .collect();
+            if argv.first().is_none_or(|p| p.is_empty()) {
+                return Err(self.bad_args(ins.at, "RUN", "needs a program", &ins.args, RUN_USAGE));
+            }
+            RunCommand::Exec(argv)
+        } else {
+            let text = collect(&ins.args);
+            if text.trim().is_empty() {
+                return Err(self.bad_args(ins.at, "RUN", "needs a command", &ins.args, RUN_USAGE));
+            }
+            RunCommand::Shell(text)
+        };
+        self.runs.push(Run { command, at: ins.at });
+        Ok(())
+    }
+
+    /// `APPCMDS <app> [json]`: the app name is the first word, the rest a JSON array.
+    fn appcmds(&mut self, ins: &Instruction) -> Result<(), KubefileError> {
+        let end = ins
+            .args
+            .iter()
+            .position(|p| p.c.is_whitespace())
+            .unwrap_or(ins.args.len());
+        let (name, rest) = (collect(&ins.args[..end]), trim(&ins.args[end..]));
+        if name.is_empty() || rest.is_empty() {
+            return Err(self.bad_args(
+                ins.at,
+                "APPCMDS",
+                "needs an app name and a JSON array of commands",
+                &ins.args,
+                APPCMDS_USAGE,
+            ));
+        }
+        if !is_json_form(rest) {
+            return Err(self.bad_args(
+                rest[0].pos,
+                "APPCMDS",
+                "takes a JSON array of commands",
+                &ins.args,
+                APPCMDS_USAGE,
+            ));
+        }
+        let strings = parse_json_array(self.file, rest)?;
+        if let Some(s) = strings.iter().find(|s| collect(&s.chars).trim().is_empty()) {
+            return Err(self.bad_args(s.pos, "APPCMDS", "has an empty command", &ins.args, APPCMDS_USAGE));
+        }
+        if strings.is_empty() {
+            return Err(self.bad_args(
+                rest[0].pos,
+                "APPCMDS",
+                "needs at least one command",
+                &ins.args,
+                APPCMDS_USAGE,
+            ));
+        }
+        self.app_refs.push((name.clone(), ins.args[0].pos, "APPCMDS"));
+        self.app_cmds
+            .push((name, strings.iter().map(|s| collect(&s.chars)).collect()));
+        Ok(())
+    }
+
+    fn appenv(&mut self, ins: &Instruction) -> Result<(), KubefileError> {
+        let mut words = self.expander().words(&ins.args)?;
+        if words.len() < 2 {
+            return Err(self.bad_args(
+                ins.at,
+                "APPENV",
+                "needs an app name and key=value pairs",
+                &ins.args,
+                APPENV_USAGE,
+            ));
+        }
+        let name = words.remove(0);
+        let positions: Vec<Pos> = words.iter().map(|w| w.pos).collect();
+        let pairs = self.pairs(ins, words, "APPENV", APPENV_USAGE)?;
+        if let Some(((key, _), pos)) = pairs.iter().zip(positions).find(|((k, _), _)| !is_var_name(k)) {
+            return Err(err!(
+                self.file,
+                pos,
+                InvalidName {
+                    what: "APPENV key",
+                    name: key.clone(),
+                    rule: "environment variable names are letters, digits and `_`, not starting with a digit",
+                }
+            ));
+        }
+        self.app_refs.push((name.text.clone(), name.pos, "APPENV"));
+        self.app_env.push((name.text, pairs));
+        Ok(())
+    }
+
+    fn kubeversion(&mut self, ins: &Instruction) -> Result<(), KubefileError> {
+        let text = self.expander().whole(trim(&ins.args))?;
+        if text.trim().is_empty() {
+            return Err(self.bad_args(
+                ins.at,
+                "KUBEVERSION",
+                "needs a version constraint",
+                &ins.args,
+                KUBEVERSION_USAGE,
+            ));
+        }
+        let at = ins.args.first().map_or(ins.at, |p| p.pos);
+        if let Err(problem) = crate::kube_version::Constraint::parse(&text) {
+            return Err(self.bad_args(at, "KUBEVERSION", problem, &ins.args, KUBEVERSION_USAGE));
+        }
+        self.labels.insert(KUBE_VERSION_LABEL.to_string(), text.clone());
+        self.kube_version = Some((text, at));
         Ok(())
     }
 
     pub(super) fn finish(mut self) -> Result<Kubefile, KubefileErrors> {
-        for (name, pos) in std::mem::take(&mut self.launch_refs) {
+        for (name, pos, instruction) in std::mem::take(&mut self.app_refs) {
             if !self.app_pos.contains_key(&name) {
                 let hint = if self.app_pos.is_empty() {
                     format!("define it with `APP {name} local://<path>`")
@@ -489,7 +670,15 @@ impl<'a> Parser<'a> {
                         known.join(", ")
                     )
                 };
-                self.errors.push(err!(self.file, pos, UnknownApp { name, hint }));
+                self.errors.push(err!(
+                    self.file,
+                    pos,
+                    UnknownApp {
+                        instruction,
+                        name,
+                        hint
+                    }
+                ));
             }
         }
         for name in self.build_args.keys() {
@@ -511,6 +700,17 @@ impl<'a> Parser<'a> {
             self.errors.sort_by_key(KubefileError::pos);
             return Err(KubefileErrors(self.errors));
         }
+        let mut apps = self.apps;
+        for (name, cmds) in self.app_cmds {
+            if let Some(app) = apps.iter_mut().find(|a| a.name == name) {
+                app.cmds = cmds; // a later APPCMDS replaces an earlier one, as in sealer
+            }
+        }
+        for (name, pairs) in self.app_env {
+            if let Some(app) = apps.iter_mut().find(|a| a.name == name) {
+                app.env.extend(pairs);
+            }
+        }
         Ok(Kubefile {
             path: self.file.to_path_buf(),
             base,
@@ -518,15 +718,34 @@ impl<'a> Parser<'a> {
             env: self.env,
             labels: self.labels,
             copies: self.copies,
-            apps: self.apps,
+            apps,
+            runs: self.runs,
             launch: self.launch.map(|(l, _, _)| l),
+            kube_version: self.kube_version,
             warnings: self.warnings,
         })
     }
 }
 
+/// Sealer takes any word; we keep names that are safe as a directory and in a shell command.
 fn is_app_name(s: &str) -> bool {
     let mut cs = s.chars();
-    cs.next().is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
-        && cs.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | '.'))
+    cs.next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && cs.all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+/// `args` up to a `#` that follows whitespace outside quotes (a trailing comment).
+fn strip_comment(args: &[PChar]) -> &[PChar] {
+    let (mut single, mut double, mut escaped) = (false, false, false);
+    for (i, p) in args.iter().enumerate() {
+        match p.c {
+            _ if escaped => escaped = false,
+            '\\' if !single => escaped = true,
+            '\'' if !double => single = !single,
+            '"' if !single => double = !double,
+            '#' if !single && !double && i > 0 && args[i - 1].c.is_whitespace() => return trim(&args[..i]),
+            _ => {}
+        }
+    }
+    args
 }

@@ -47,9 +47,12 @@
 //!
 //! ## Instructions
 //!
-//! - `FROM scratch` or `FROM <path to a base delivery.run>`: exactly one per file, with
-//!   exactly one argument; only ARG may come before it. `scratch` is case-insensitive.
-//!   Example: `FROM ../base/kubernetes-${ARCH}.run`.
+//! - `FROM scratch` or `FROM <base>`: exactly one per file, with exactly one argument (a
+//!   `--platform=...` flag is ignored with a warning); only ARG may come before it. `scratch`
+//!   is case-insensitive. `<base>` is a path to a base delivery.run (`FROM
+//!   ../base/kubernetes-${ARCH}.run`) or a name, as sealer writes it (`FROM
+//!   registry.example/sealer-apps/helm:v3.6.0`, `FROM kubernetes:v1.35.1`), resolved at build
+//!   time through `--base NAME=FILE` or the local store of base bundles (`delivery base add`).
 //! - `ARG <name>` or `ARG <name>=<default>` (several per line allowed): declares a build
 //!   argument. `--build-arg name=value` overrides the default; an ARG with neither is an
 //!   error. A `--build-arg` the Kubefile does not declare is a warning. `ARCH` is
@@ -60,30 +63,70 @@
 //!   environment of the install-time commands, also usable as variables further down.
 //!   Example: `ENV KUBECONFIG=/etc/kubernetes/admin.conf MODE="high availability"`.
 //! - `LABEL <key>=<value> [<key>=<value> ...]`: metadata of the bundle.
-//!   Example: `LABEL org.example.version=1.0.0`.
+//!   Example: `LABEL org.example.version=1.0.0`. `MAINTAINER <text>` is the label
+//!   `maintainer`.
 //! - `COPY <src> [<src> ...] <dest>` or `COPY ["<src>", ..., "<dest>"]`: copies files or
 //!   directories (glob patterns allowed) from the build context into the bundle. Flags
 //!   such as `--chown` or `--from` are not supported. Example: `COPY manifests/*.yaml etc/`.
-//! - `APP <name> local://<path> [local://<path> ...]`: defines an application whose files
-//!   are copied to `application/apps/<name>/`. Names match `[a-z0-9][a-z0-9-_.]*` and are
-//!   unique; only the `local://` scheme (a path in the build context) is supported.
-//!   Example: `APP nginx local://apps/nginx`.
+//!   Sealer's rootfs directories are always directories (see `context.rs`).
+//! - `RUN <shell command>` or `RUN ["<program>", "<arg>", ...]`: runs on the BUILD machine
+//!   while the bundle is built, as in sealer: in a copy of the bundle's tree so far, with the
+//!   ARGs and ENVs in its environment; what it adds or changes becomes part of the bundle.
+//!   The command is kept as written (the shell expands it). Example: `RUN mkdir zookeeper`.
+//! - `APP <name> <source> [<source> ...]`: defines an application whose files are copied to
+//!   `application/apps/<name>/`. A source is `local://<path>` (a path in the build
+//!   context). Names are letters, digits, `-`, `_` and `.`, starting with a letter or digit
+//!   (sealer's camelCase names included), and unique. Example: `APP nginx local://apps/nginx`.
+//! - `CNI <name> <source> ...` / `CSI <name> <source> ...`: an APP that is the cluster's
+//!   network (storage) plugin; also sets sealer's label
+//!   `cluster.alpha.sealer.io/kube-cni-<name>=true` (`kube-csi-`).
+//! - `APPCMDS <app> ["<command>", ...]`: the shell commands that launch `<app>`, run in
+//!   the app's directory, instead of the default for its kind (`kubectl apply` for YAML,
+//!   `helm upgrade --install` for a chart, `bash` for scripts).
+//! - `APPENV <app> <key>=<value> ...`: environment of that app's commands only.
+//! - `KUBEVERSION <constraint>`: the Kubernetes versions the bundle supports, e.g.
+//!   `KUBEVERSION 1.22 - 1.24` or `>=1.25`; checked against the base bundle's Kubernetes
+//!   version, and recorded as the label `app.alpha.sealer.io/supported-kube-version`.
 //! - `LAUNCH ["<app>", ...]` or `LAUNCH <app> [<app> ...]`: the apps to launch at install
-//!   time, in order; each must be defined by an APP somewhere in the file.
+//!   time, in order; each must be defined by an APP (or CNI/CSI) somewhere in the file.
 //!   Example: `LAUNCH ["calico", "nginx"]`.
 //! - `CMD` / `CMDS`: shell commands run at install time, either a JSON array of commands
 //!   (`CMDS ["kubectl apply -f a.yaml", "kubectl apply -f b.yaml"]`) or the shell form,
-//!   where the rest of the instruction is one command (`CMD kubectl get nodes`).
+//!   where the rest of the instruction is one command (`CMD kubectl get nodes`). Several
+//!   CMD lines (and one CMDS) run in file order, as in sealer.
 //!
-//! A file has at most one of LAUNCH, CMD and CMDS. Any other instruction (ADD, RUN,
-//! KUBEVERSION, CNI, ...) is an error.
+//! A file has LAUNCH or CMD/CMDS, not both. `ADD` and `ENTRYPOINT` are errors.
+//!
+//! Outside CMD, CMDS, APPCMDS and RUN (whose text a shell reads), a `#` that follows
+//! whitespace outside quotes starts a comment to the end of the line, as sealer's examples
+//! write them: `FROM kubernetes:1.18.0 # Base Image`.
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
 /// The instructions a Kubefile may use, in the order the reference lists them.
-pub const INSTRUCTIONS: &[&str] = &["FROM", "ARG", "ENV", "LABEL", "COPY", "APP", "LAUNCH", "CMD", "CMDS"];
+pub const INSTRUCTIONS: &[&str] = &[
+    "FROM",
+    "ARG",
+    "ENV",
+    "LABEL",
+    "MAINTAINER",
+    "COPY",
+    "RUN",
+    "APP",
+    "CNI",
+    "CSI",
+    "APPCMDS",
+    "APPENV",
+    "KUBEVERSION",
+    "LAUNCH",
+    "CMD",
+    "CMDS",
+];
+
+/// Sealer's label for a KUBEVERSION constraint.
+pub const KUBE_VERSION_LABEL: &str = "app.alpha.sealer.io/supported-kube-version";
 
 /// A position in the original Kubefile text: 1-based line, and 1-based column counted in
 /// characters of that line.
@@ -117,7 +160,11 @@ pub struct Kubefile {
     pub labels: BTreeMap<String, String>,
     pub copies: Vec<Copy>,
     pub apps: Vec<App>,
+    /// RUN instructions, in file order.
+    pub runs: Vec<Run>,
     pub launch: Option<Launch>,
+    /// KUBEVERSION: the constraint as written, and where.
+    pub kube_version: Option<(String, Pos)>,
     /// Problems that do not stop the build, e.g. an undeclared `--build-arg`.
     pub warnings: Vec<String>,
 }
@@ -127,7 +174,8 @@ pub struct Kubefile {
 pub enum Base {
     /// `FROM scratch`
     Scratch,
-    /// `FROM <path to a base delivery.run>` (the path as written, after expansion).
+    /// `FROM <base>`: a path to a base delivery.run or a name to resolve (as written, after
+    /// expansion); see `build::resolve_base`.
     Bundle { path: String, at: Pos },
 }
 
@@ -140,12 +188,31 @@ pub struct Copy {
     pub at: Pos,
 }
 
-/// One APP instruction; `sources` are the paths with `local://` stripped.
+/// One APP (or CNI, CSI) instruction; `sources` are the paths with `local://` stripped.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct App {
     pub name: String,
     pub sources: Vec<(String, Pos)>,
     pub at: Pos,
+    /// APPCMDS: the commands that launch it, run in its directory (empty: the default).
+    pub cmds: Vec<String>,
+    /// APPENV: its own environment.
+    pub env: BTreeMap<String, String>,
+}
+
+/// One RUN instruction: run at build time in the bundle's tree so far.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Run {
+    pub command: RunCommand,
+    pub at: Pos,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunCommand {
+    /// `RUN <text>`: run by `sh -c`.
+    Shell(String),
+    /// `RUN ["prog", "arg"]`: run directly.
+    Exec(Vec<String>),
 }
 
 /// What the installer runs: apps to launch (LAUNCH) or shell commands (CMD/CMDS).
@@ -297,16 +364,17 @@ pub enum KubefileError {
         first_line: usize,
         first_column: usize,
     },
-    #[error("{file}:{line}:{column}: LAUNCH names app `{name}`, which no APP defines\n  hint: {hint}")]
+    #[error("{file}:{line}:{column}: {instruction} names app `{name}`, which no APP defines\n  hint: {hint}")]
     UnknownApp {
         file: PathBuf,
         line: usize,
         column: usize,
+        instruction: &'static str,
         name: String,
         hint: String,
     },
     #[error(
-        "{file}:{line}:{column}: {instruction} conflicts with the {first_instruction} on line {first_line}\n  hint: a Kubefile has at most one of LAUNCH, CMD and CMDS; merge them into one"
+        "{file}:{line}:{column}: {instruction} conflicts with the {first_instruction} on line {first_line}\n  hint: a Kubefile launches apps (LAUNCH) or runs commands (CMD, CMDS), not both; use APPCMDS to give an app its own commands"
     )]
     DuplicateLaunch {
         file: PathBuf,

@@ -110,7 +110,7 @@ COPY a \\
 
   b \\
 \tdest/
-RUN make
+ADD make x
 ";
     let e = errs(text);
     assert_eq!(e.len(), 1);
@@ -119,11 +119,11 @@ RUN make
             line, column, keyword, ..
         } => {
             assert_eq!((*line, *column), (10, 1));
-            assert_eq!(keyword, "RUN");
+            assert_eq!(keyword, "ADD");
         }
         other => panic!("{other:?}"),
     }
-    let k = ok(&text.replace("RUN make\n", ""));
+    let k = ok(&text.replace("ADD make x\n", ""));
     assert_eq!(k.copies[0].sources, vec![s("a", 5, 6), s("b", 8, 3)]);
     assert_eq!(k.copies[0].dest, s("dest/", 9, 2));
 }
@@ -161,8 +161,8 @@ fn unknown_instruction_has_hint() {
     ));
     let text = e.to_string();
     assert!(text.starts_with("Kubefile:2:3: unknown instruction `ADD`\n  hint: use COPY"));
-    assert!(text.contains("FROM, ARG, ENV, LABEL, COPY, APP, LAUNCH, CMD, CMDS"));
-    for kw in ["KUBEVERSION 1.20", "CNI calico", "run echo"] {
+    assert!(text.contains("FROM, ARG, ENV, LABEL, MAINTAINER, COPY, RUN, APP, CNI, CSI, APPCMDS"));
+    for kw in ["ENTRYPOINT x", "ONBUILD x", "healthcheck echo"] {
         let e = one_err(&format!("FROM scratch\n{kw}\n"));
         assert!(matches!(
             e,
@@ -452,9 +452,16 @@ CMDS ["echo \"a\\b\"\t\u00e9\ud83d\ude00", "kubectl apply -f $HOME/x"]
 
 #[test]
 fn app_rules() {
-    let e = one_err("FROM scratch\nAPP Nginx local://a\n");
+    let e = one_err("FROM scratch\nAPP -nginx local://a\n");
     assert!(
-        matches!(&e, KubefileError::InvalidName { line: 2, column: 5, what: "app name", name, .. } if name == "Nginx")
+        matches!(&e, KubefileError::InvalidName { line: 2, column: 5, what: "app name", name, .. } if name == "-nginx")
+    );
+    let e = one_err("FROM scratch\nAPP a/b local://a\n");
+    assert!(matches!(&e, KubefileError::InvalidName { line: 2, column: 5, .. }));
+    // sealer's camelCase names
+    assert_eq!(
+        ok("FROM scratch\nAPP businessApp local://a\n").apps[0].name,
+        "businessApp"
     );
     let e = one_err("FROM scratch\nAPP web http://example.com/x.yaml\n");
     assert!(matches!(
@@ -516,12 +523,13 @@ fn launch_rules() {
             first_line: 3
         }
     );
-    let e = one_err("FROM scratch\nCMD a\ncmd b\n");
+    let e = one_err("FROM scratch\nCMD a\nAPP web local://web\nLAUNCH web\n");
     assert!(matches!(
         e,
         KubefileError::DuplicateLaunch {
-            line: 3,
+            line: 4,
             first_line: 2,
+            instruction: "LAUNCH",
             ..
         }
     ));
@@ -559,11 +567,168 @@ fn cmd_shell_form_is_verbatim() {
 
 #[test]
 fn all_errors_are_reported_sorted() {
-    let text = "FROM scratch\nLAUNCH ghost\nRUN x\nCOPY a\nAPP BAD local://x\nENV X=$NOPE\n";
+    let text = "FROM scratch\nLAUNCH ghost\nADD x y\nCOPY a\nAPP -bad local://x\nENV X=$NOPE\n";
     let e = parse_with(text, &[]).unwrap_err();
     let positions: Vec<Pos> = e.iter().map(KubefileError::pos).collect();
     assert_eq!(positions, vec![p(2, 8), p(3, 1), p(4, 1), p(5, 5), p(6, 7)]);
     let shown = e.to_string();
     assert_eq!(shown.matches("Kubefile:").count(), 5, "{shown}");
     assert!(shown.starts_with("Kubefile:2:8: LAUNCH names app `ghost`"));
+}
+
+// Sealer's instructions, as its catalogue and documentation write them.
+
+#[test]
+fn several_cmd_lines_and_cmds_run_in_file_order() {
+    let k = ok("FROM scratch\nCMD helm install wordpress wordpress-chart  # run on creating a cluster\nCMD helm list # multi CMD is valid\nCMDS [\"a\", \"b\"]\n");
+    assert_eq!(
+        k.launch,
+        Some(Launch::Cmds {
+            cmds: vec![
+                "helm install wordpress wordpress-chart  # run on creating a cluster".into(),
+                "helm list # multi CMD is valid".into(),
+                "a".into(),
+                "b".into()
+            ],
+            at: p(2, 1)
+        })
+    );
+}
+
+#[test]
+fn appcmds_and_appenv_belong_to_their_app() {
+    let k = ok("FROM scratch\nAPP mixedapp local://install.sh local://mixedcontext\nAPPCMDS mixedapp [\"kubectl apply -f app.yaml\"]\nAPPENV mixedapp key1=value1 key2=${ARCH}\nLAUNCH [\"mixedapp\"]\n");
+    let app = &k.apps[0];
+    assert_eq!(app.cmds, vec!["kubectl apply -f app.yaml".to_string()]);
+    assert_eq!(app.env.get("key2").map(String::as_str), Some("amd64"));
+    let e = errs("FROM scratch\nAPPCMDS ghost [\"x\"]\nAPPENV ghost2 a=b\n");
+    assert!(
+        matches!(&e[0], KubefileError::UnknownApp { line: 2, column: 9, instruction: "APPCMDS", name, .. } if name == "ghost")
+    );
+    assert!(matches!(
+        &e[1],
+        KubefileError::UnknownApp {
+            line: 3,
+            column: 8,
+            instruction: "APPENV",
+            ..
+        }
+    ));
+    assert!(e[0].to_string().contains("APPCMDS names app `ghost`"), "{}", e[0]);
+    let e = one_err("FROM scratch\nAPP a local://a\nAPPCMDS a kubectl apply -f x\n");
+    assert!(matches!(
+        e,
+        KubefileError::BadArguments {
+            line: 3,
+            column: 11,
+            instruction: "APPCMDS",
+            ..
+        }
+    ));
+}
+
+#[test]
+fn cni_csi_are_apps_with_sealer_labels() {
+    let k = ok(
+        "FROM scratch\nCNI calico local://calico.sh\nCSI openebs local://openebs\nLAUNCH [\"calico\", \"openebs\"]\n",
+    );
+    assert_eq!(k.apps.len(), 2);
+    assert_eq!(
+        k.labels
+            .get("cluster.alpha.sealer.io/kube-cni-calico")
+            .map(String::as_str),
+        Some("true")
+    );
+    assert_eq!(
+        k.labels
+            .get("cluster.alpha.sealer.io/kube-csi-openebs")
+            .map(String::as_str),
+        Some("true")
+    );
+}
+
+#[test]
+fn kubeversion_is_a_checked_constraint() {
+    let k = ok("FROM scratch\nKUBEVERSION 1.22 - 1.24\n");
+    assert_eq!(k.kube_version, Some(("1.22 - 1.24".to_string(), p(2, 13))));
+    assert_eq!(
+        k.labels.get(KUBE_VERSION_LABEL).map(String::as_str),
+        Some("1.22 - 1.24")
+    );
+    let e = one_err("FROM scratch\nKUBEVERSION >=1.x.2\n");
+    assert!(matches!(
+        e,
+        KubefileError::BadArguments {
+            line: 2,
+            column: 13,
+            instruction: "KUBEVERSION",
+            ..
+        }
+    ));
+}
+
+#[test]
+fn run_keeps_its_text_for_the_shell() {
+    let k = ok("FROM scratch\nRUN mkdir zookeeper && echo $HOME # made at build\nRUN [\"touch\", \"a b\"]\n");
+    assert_eq!(
+        k.runs,
+        vec![
+            Run {
+                command: RunCommand::Shell("mkdir zookeeper && echo $HOME # made at build".into()),
+                at: p(2, 1)
+            },
+            Run {
+                command: RunCommand::Exec(vec!["touch".into(), "a b".into()]),
+                at: p(3, 1)
+            }
+        ]
+    );
+    assert!(matches!(
+        one_err("FROM scratch\nRUN []\n"),
+        KubefileError::BadArguments {
+            line: 2,
+            instruction: "RUN",
+            ..
+        }
+    ));
+}
+
+#[test]
+fn quoted_defaults_lose_their_quotes_as_in_docker() {
+    // sealos' bitnami-postgresql Kubefile, as written
+    let text = "FROM scratch\n\nENV NAME=${NAME:-\"bitnami-postgresql\"}\nENV HELM_OPTS=${HELM_OPTS:-\" \\\n--set primary.service.type=NodePort \\\n\"}\nENV Q=${Q:-'a  b'}x\n";
+    let k = ok(text);
+    assert_eq!(k.env["NAME"], "bitnami-postgresql");
+    assert_eq!(k.env["HELM_OPTS"], " --set primary.service.type=NodePort ");
+    assert_eq!(k.env["Q"], "a  bx");
+    // JSON strings keep what they say
+    let k = ok("FROM scratch\nCOPY [\"${D:-\\\"q\\\"}\", \"x/\"]\n");
+    assert_eq!(k.copies[0].sources[0].0, "\"q\"");
+}
+
+#[test]
+fn trailing_comments_outside_shell_text() {
+    let k = ok("FROM scratch # Base Image\nCOPY wordpress-chart . # copy files to ClusterImage\nCOPY \"a #b\" c#d dest/\nLABEL a=b # note\n");
+    assert_eq!(k.base, Base::Scratch);
+    assert_eq!(k.copies[0].sources, vec![s("wordpress-chart", 2, 6)]);
+    assert_eq!(k.copies[0].dest.0, ".");
+    assert_eq!(k.copies[1].sources[0].0, "a #b");
+    assert_eq!(k.copies[1].sources[1].0, "c#d");
+    assert_eq!(k.labels.len(), 1);
+}
+
+#[test]
+fn maintainer_and_from_platform() {
+    let k = ok(
+        "FROM --platform=linux/amd64 registry.example/sealer-apps/helm:v3.6.0\nMAINTAINER ops team <ops@example.com>\n",
+    );
+    assert_eq!(
+        k.base,
+        Base::Bundle {
+            path: "registry.example/sealer-apps/helm:v3.6.0".into(),
+            at: p(1, 29)
+        }
+    );
+    assert_eq!(k.labels["maintainer"], "ops team <ops@example.com>");
+    assert!(k.warnings[0].contains("--platform=linux/amd64"), "{:?}", k.warnings);
 }

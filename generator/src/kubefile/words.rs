@@ -193,7 +193,7 @@ impl Expander<'_> {
                                 out.push(chars[*i + 1].c);
                                 *i += 2;
                             }
-                            Some('$') => self.dollar(chars, i, &mut out)?,
+                            Some('$') => self.dollar(chars, i, &mut out, true)?,
                             Some(c) => {
                                 out.push(c);
                                 *i += 1;
@@ -201,7 +201,7 @@ impl Expander<'_> {
                         }
                     }
                 }
-                '$' => self.dollar(chars, i, &mut out)?,
+                '$' => self.dollar(chars, i, &mut out, true)?,
                 c => {
                     out.push(c);
                     *i += 1;
@@ -225,7 +225,7 @@ impl Expander<'_> {
                     out.push(chars[i + 1].c);
                     i += 2;
                 }
-                '$' => self.dollar(chars, &mut i, &mut out)?,
+                '$' => self.dollar(chars, &mut i, &mut out, false)?,
                 c => {
                     out.push(c);
                     i += 1;
@@ -235,8 +235,16 @@ impl Expander<'_> {
         Ok(out)
     }
 
-    /// Expands the reference starting at the `$` at `chars[*i]`.
-    pub(super) fn dollar(&self, chars: &[PChar], i: &mut usize, out: &mut String) -> Result<(), KubefileError> {
+    /// Expands the reference starting at the `$` at `chars[*i]`. In a shell-form word
+    /// (`shell`), the word of `${NAME:-word}` has its quotes and escapes processed as Docker
+    /// does (`${NAME:-"x y"}` is `x y`); in a JSON string only `$` and `\\}` are special.
+    pub(super) fn dollar(
+        &self,
+        chars: &[PChar],
+        i: &mut usize,
+        out: &mut String,
+        shell: bool,
+    ) -> Result<(), KubefileError> {
         let start = *i;
         let at = chars[start].pos;
         match chars.get(start + 1).map(|p| p.c) {
@@ -315,6 +323,9 @@ impl Expander<'_> {
                         let set = self.lookup(&name).filter(|v| !v.is_empty());
                         match (op, set) {
                             ('-', Some(v)) => out.push_str(v),
+                            ('-', None) | ('+', Some(_)) if shell => {
+                                out.push_str(&self.word(&chars[body..k], &mut 0, false)?)
+                            }
                             ('-', None) | ('+', Some(_)) => out.push_str(&self.plain(&chars[body..k], true)?),
                             _ => {}
                         }

@@ -26,6 +26,7 @@ use bundle_format::reference::Reference;
 use serde::Serialize;
 
 use crate::clusterfile::{Clusterfile, Host, Role};
+use crate::remote::ssh::shell_quote;
 
 /// Where everything lives on a host (and on the master) for one cluster.
 pub fn remote_root(cluster: &str) -> String {
@@ -171,25 +172,59 @@ pub fn hooks(manifest: &Manifest) -> Result<Vec<Hook>, String> {
     Ok(hooks)
 }
 
-/// The shell commands of LAUNCH (each app applied with kubectl, or installed with helm when it
-/// is a chart) or CMD.
+/// The shell commands of LAUNCH or CMD, one per app or command. An app runs its APPCMDS in
+/// its directory when it has them; otherwise a chart is installed with helm, scripts (`*.sh`)
+/// are run with bash and anything else is applied with kubectl, as sealer does. APPENV is
+/// exported for the app's commands only.
 pub fn launch_commands(manifest: &Manifest) -> Vec<String> {
     match &manifest.bundle.launch {
         None => Vec::new(),
         Some(Launch::Cmds(cmds)) => cmds.clone(),
-        Some(Launch::Apps(apps)) => apps
-            .iter()
-            .map(|name| {
-                let dir = format!("application/apps/{name}");
-                let chart = manifest.entries.iter().any(|e| e.path() == format!("{dir}/Chart.yaml"));
-                if chart {
-                    format!("helm upgrade --install {name} {dir} --namespace {name} --create-namespace --wait")
-                } else {
-                    format!("kubectl apply -f {dir}")
-                }
-            })
-            .collect(),
+        Some(Launch::Apps(apps)) => apps.iter().map(|name| app_command(manifest, name)).collect(),
     }
+}
+
+fn app_command(manifest: &Manifest, name: &str) -> String {
+    let dir = format!("application/apps/{name}");
+    let app = manifest.bundle.apps.iter().find(|a| a.name == name);
+    let mut script = String::new();
+    for (k, v) in app.map(|a| &a.env).into_iter().flatten() {
+        script.push_str(&format!("export {k}={}\n", shell_quote(v)));
+    }
+    let files: Vec<&str> = match app {
+        Some(a) => a.paths.iter().map(String::as_str).collect(),
+        None => Vec::new(),
+    };
+    let chart = manifest.entries.iter().any(|e| e.path() == format!("{dir}/Chart.yaml"));
+    match app {
+        Some(a) if !a.cmds.is_empty() => {
+            script.push_str(&format!("cd {}\n", shell_quote(&dir)));
+            script.push_str(&a.cmds.join("\n"));
+        }
+        _ if chart => {
+            // Release names and namespaces are DNS labels: sealer's camelCase names are lowered.
+            let release = dns_label(name);
+            script.push_str(&format!(
+                "helm upgrade --install {release} {dir} --namespace {release} --create-namespace --wait"
+            ));
+        }
+        _ if !files.is_empty() && files.iter().all(|f| f.ends_with(".sh")) => {
+            let runs: Vec<String> = files.iter().map(|f| format!("bash {}", shell_quote(f))).collect();
+            script.push_str(&runs.join("\n"));
+        }
+        _ => script.push_str(&format!("kubectl apply -f {dir}")),
+    }
+    script
+}
+
+/// `name` as a Kubernetes DNS label: lowercase, `_` and `.` as `-`.
+fn dns_label(name: &str) -> String {
+    name.chars()
+        .map(|c| match c {
+            '_' | '.' => '-',
+            c => c.to_ascii_lowercase(),
+        })
+        .collect()
 }
 
 fn payload(manifest: &Manifest, name: &str, prefixes: &[&str]) -> Payload {
@@ -670,6 +705,60 @@ roles = ["node"]
                 "helm upgrade --install web application/apps/web --namespace web --create-namespace --wait"
             ]
         );
+    }
+
+    #[test]
+    fn apps_launch_as_sealer_launches_them() {
+        let mut m = manifest(
+            &[
+                "application/apps/mixed/install.sh",
+                "application/apps/mixed/app.yaml",
+                "application/apps/shell/a.sh",
+                "application/apps/shell/b.sh",
+                "application/apps/businessApp/Chart.yaml",
+            ],
+            Some(Launch::Apps(vec!["mixed".into(), "shell".into(), "businessApp".into()])),
+        );
+        let app = |name: &str, paths: &[&str]| bundle_format::manifest::App {
+            name: name.into(),
+            paths: paths.iter().map(|p| p.to_string()).collect(),
+            cmds: Vec::new(),
+            env: Default::default(),
+        };
+        let mut mixed = app(
+            "mixed",
+            &["application/apps/mixed/install.sh", "application/apps/mixed/app.yaml"],
+        );
+        mixed.cmds = vec!["kubectl apply -f app.yaml".into(), "echo it's done".into()];
+        mixed.env.insert("MODE".into(), "a b'c".into());
+        m.bundle.apps = vec![
+            mixed,
+            app("shell", &["application/apps/shell/a.sh", "application/apps/shell/b.sh"]),
+            app("businessApp", &["application/apps/businessApp/Chart.yaml"]),
+        ];
+        let cmds = launch_commands(&m);
+        assert_eq!(
+            cmds[0],
+            "export MODE='a b'\\''c'\ncd 'application/apps/mixed'\nkubectl apply -f app.yaml\necho it's done"
+        );
+        assert_eq!(
+            cmds[1],
+            "bash 'application/apps/shell/a.sh'\nbash 'application/apps/shell/b.sh'"
+        );
+        assert_eq!(
+            cmds[2],
+            "helm upgrade --install businessapp application/apps/businessApp --namespace businessapp --create-namespace --wait"
+        );
+        // The export really reaches the commands, quoted as sh reads it.
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "{}\nprintf %s \"$MODE\"",
+                cmds[0].lines().next().unwrap_or_default()
+            ))
+            .output()
+            .expect("sh runs");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "a b'c");
     }
 
     #[test]

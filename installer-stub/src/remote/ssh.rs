@@ -917,7 +917,7 @@ fn export_line(name: &str, value: &str) -> String {
 }
 
 /// Single-quotes `s` for POSIX sh: `'` becomes `'\''`.
-fn shell_quote(s: &str) -> String {
+pub(crate) fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
 
