@@ -1,0 +1,330 @@
+//! YAML with positions: every node keeps its file, line and values precedence, aliases and
+//! merge keys are resolved, and Helm's coalescing of values is [`merge`].
+
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use saphyr_parser::{Event, Parser, ScalarStyle};
+
+use super::{DiscoverError, MAX_YAML_DEPTH, MAX_YAML_NODES};
+
+/// A YAML node with where it came from. Values merged from several files keep each node's own
+/// file and line.
+#[derive(Debug, Clone)]
+pub(super) struct Node {
+    pub(super) value: Value,
+    /// 1-based line of the node's first character.
+    pub(super) line: usize,
+    /// Bundle path of the file the node was read from.
+    pub(super) file: Rc<str>,
+    /// Precedence of the values file it came from; see [`values_layer`].
+    pub(super) layer: u32,
+}
+
+#[derive(Debug, Clone)]
+pub(super) enum Value {
+    /// `plain`: written without quotes or tag, so YAML may resolve it to null, a number or a bool.
+    Scalar {
+        text: String,
+        plain: bool,
+    },
+    Seq(Vec<Node>),
+    Map(Vec<(Node, Node)>),
+}
+
+impl Node {
+    pub(super) fn empty_map(file: &Rc<str>) -> Node {
+        Node {
+            value: Value::Map(Vec::new()),
+            line: 1,
+            file: file.clone(),
+            layer: 0,
+        }
+    }
+
+    pub(super) fn as_str(&self) -> Option<&str> {
+        match &self.value {
+            Value::Scalar { text, .. } => Some(text),
+            _ => None,
+        }
+    }
+
+    /// The text of a non-null scalar.
+    pub(super) fn text(&self) -> Option<&str> {
+        self.as_str().filter(|_| !self.is_null())
+    }
+
+    pub(super) fn is_plain(&self) -> bool {
+        matches!(self.value, Value::Scalar { plain: true, .. })
+    }
+
+    pub(super) fn is_null(&self) -> bool {
+        matches!(&self.value, Value::Scalar { text, plain: true } if matches!(text.as_str(), "" | "~" | "null" | "Null" | "NULL"))
+    }
+
+    /// The value of `key` in a mapping (the last one, if repeated).
+    pub(super) fn get(&self, key: &str) -> Option<&Node> {
+        match &self.value {
+            Value::Map(entries) => entries
+                .iter()
+                .rev()
+                .find(|(k, _)| k.as_str() == Some(key))
+                .map(|(_, v)| v),
+            _ => None,
+        }
+    }
+
+    pub(super) fn set(&mut self, key: &str, value: Node) {
+        if let Value::Map(entries) = &mut self.value {
+            match entries.iter_mut().find(|(k, _)| k.as_str() == Some(key)) {
+                Some((_, v)) => *v = value,
+                None => {
+                    let k = Node {
+                        value: Value::Scalar {
+                            text: key.into(),
+                            plain: true,
+                        },
+                        line: value.line,
+                        file: value.file.clone(),
+                        layer: value.layer,
+                    };
+                    entries.push((k, value));
+                }
+            }
+        }
+    }
+}
+
+/// Helm's coalescing of values: maps merge key by key, `over` wins, a null in `over` deletes.
+pub(super) fn merge(base: Node, over: Node) -> Node {
+    match (base.value, over.value) {
+        (Value::Map(mut entries), Value::Map(over_entries)) => {
+            for (k, v) in over_entries {
+                let key = k.as_str().map(str::to_string);
+                let at = entries
+                    .iter()
+                    .position(|(bk, _)| key.is_some() && bk.as_str() == key.as_deref());
+                match (at, v.is_null()) {
+                    (Some(i), true) => {
+                        entries.remove(i);
+                    }
+                    (None, true) => {}
+                    (Some(i), false) => {
+                        let (bk, bv) = entries.remove(i);
+                        entries.insert(i, (bk, merge(bv, v)));
+                    }
+                    (None, false) => entries.push((k, v)),
+                }
+            }
+            Node {
+                value: Value::Map(entries),
+                ..base
+            }
+        }
+        (_, over_value) => Node {
+            value: over_value,
+            ..over
+        },
+    }
+}
+
+/// The first document of a values file, which must be a mapping (or empty: `None`).
+pub(super) fn parse_values(bytes: &[u8], file: &Rc<str>, layer: u32) -> Result<Option<Node>, DiscoverError> {
+    let root = parse_yaml(bytes, file, layer)?.into_iter().next();
+    match root {
+        None => Ok(None),
+        Some(n) if n.is_null() => Ok(None),
+        Some(
+            n @ Node {
+                value: Value::Map(_), ..
+            },
+        ) => Ok(Some(n)),
+        Some(n) => Err(DiscoverError::Chart {
+            file: format!("{file}:{}", n.line),
+            message: "values must be a mapping at the top".into(),
+        }),
+    }
+}
+
+/// Parse every document of a YAML stream into nodes, resolving aliases and `<<` merge keys.
+pub(super) fn parse_yaml(bytes: &[u8], file: &Rc<str>, layer: u32) -> Result<Vec<Node>, DiscoverError> {
+    let error = |line: usize, column: usize, message: String| DiscoverError::Yaml {
+        file: file.to_string(),
+        line,
+        column,
+        message,
+    };
+    let text = std::str::from_utf8(bytes).map_err(|e| {
+        let valid = &bytes[..e.valid_up_to()];
+        let line = valid.iter().filter(|&&b| b == b'\n').count() + 1;
+        let column = String::from_utf8_lossy(valid.rsplit(|&b| b == b'\n').next().unwrap_or(valid))
+            .chars()
+            .count()
+            + 1;
+        error(line, column, "not UTF-8".into())
+    })?;
+
+    enum Frame {
+        Seq {
+            items: Vec<Node>,
+            line: usize,
+            anchor: usize,
+            size: usize,
+        },
+        Map {
+            entries: Vec<(Node, Node)>,
+            key: Option<Node>,
+            line: usize,
+            anchor: usize,
+            size: usize,
+        },
+    }
+    let mut docs = Vec::new();
+    let mut stack: Vec<Frame> = Vec::new();
+    let mut anchors: HashMap<usize, (Node, usize)> = HashMap::new();
+    let mut total = 0usize;
+    let node = |value: Value, line: usize| Node {
+        value,
+        line,
+        file: file.clone(),
+        layer,
+    };
+
+    for event in Parser::new_from_str(text) {
+        let (event, span) = event.map_err(|e| error(e.marker().line(), e.marker().col() + 1, e.info().to_string()))?;
+        let line = span.start.line();
+        let is_alias = matches!(event, Event::Alias(_));
+        // A finished node with the number of nodes it stands for.
+        let done: Option<(Node, usize)> = match event {
+            Event::Scalar(text, style, anchor, tag) => {
+                let plain = style == ScalarStyle::Plain && tag.is_none();
+                let n = node(
+                    Value::Scalar {
+                        text: text.into_owned(),
+                        plain,
+                    },
+                    line,
+                );
+                if anchor > 0 {
+                    anchors.insert(anchor, (n.clone(), 1));
+                }
+                Some((n, 1))
+            }
+            Event::Alias(id) => {
+                let (n, size) = anchors
+                    .get(&id)
+                    .cloned()
+                    .ok_or_else(|| error(line, span.start.col() + 1, "alias to an unknown anchor".into()))?;
+                Some((n, size))
+            }
+            Event::SequenceStart(anchor, _) | Event::MappingStart(anchor, _) => {
+                if stack.len() >= MAX_YAML_DEPTH {
+                    let message = format!("nested more than {MAX_YAML_DEPTH} levels deep");
+                    return Err(error(line, span.start.col() + 1, message));
+                }
+                stack.push(match event {
+                    Event::SequenceStart(..) => Frame::Seq {
+                        items: Vec::new(),
+                        line,
+                        anchor,
+                        size: 1,
+                    },
+                    _ => Frame::Map {
+                        entries: Vec::new(),
+                        key: None,
+                        line,
+                        anchor,
+                        size: 1,
+                    },
+                });
+                None
+            }
+            Event::SequenceEnd | Event::MappingEnd => {
+                let (n, anchor, size) = match stack.pop().expect("the parser balances start and end events") {
+                    Frame::Seq {
+                        items,
+                        line,
+                        anchor,
+                        size,
+                    } => (node(Value::Seq(items), line), anchor, size),
+                    Frame::Map {
+                        entries,
+                        line,
+                        anchor,
+                        size,
+                        ..
+                    } => (node(Value::Map(apply_merge_keys(entries)), line), anchor, size),
+                };
+                if anchor > 0 {
+                    anchors.insert(anchor, (n.clone(), size));
+                }
+                Some((n, size))
+            }
+            Event::DocumentStart(_) => {
+                anchors.clear(); // anchors do not cross documents
+                None
+            }
+            _ => None,
+        };
+        let Some((n, size)) = done else { continue };
+        // Only aliases multiply nodes beyond what the file spells out (a "billion laughs"
+        // document); a large plain file is fine.
+        if is_alias {
+            total += size;
+        }
+        if total > MAX_YAML_NODES {
+            let message = format!("expands to more than {MAX_YAML_NODES} nodes (through aliases?)");
+            return Err(error(line, span.start.col() + 1, message));
+        }
+        match stack.last_mut() {
+            None => docs.push(n),
+            Some(Frame::Seq { items, size: s, .. }) => {
+                *s += size;
+                items.push(n);
+            }
+            Some(Frame::Map {
+                entries, key, size: s, ..
+            }) => {
+                *s += size;
+                match key.take() {
+                    Some(k) => entries.push((k, n)),
+                    None => *key = Some(n),
+                }
+            }
+        }
+    }
+    Ok(docs)
+}
+
+/// YAML 1.1 merge keys (`<<: *defaults`), which Helm's and kubectl's parsers honour: keys of the
+/// merged mappings are added unless the mapping sets them itself; earlier mappings win.
+pub(super) fn apply_merge_keys(entries: Vec<(Node, Node)>) -> Vec<(Node, Node)> {
+    let is_merge = |k: &Node| k.is_plain() && k.as_str() == Some("<<");
+    if !entries
+        .iter()
+        .any(|(k, v)| is_merge(k) && matches!(v.value, Value::Map(_) | Value::Seq(_)))
+    {
+        return entries;
+    }
+    let mut own = Vec::new();
+    let mut merged = Vec::new();
+    for (k, v) in entries {
+        match (is_merge(&k), v.value) {
+            (true, Value::Map(m)) => merged.push(m),
+            (true, Value::Seq(items)) => merged.extend(items.into_iter().filter_map(|i| match i.value {
+                Value::Map(m) => Some(m),
+                _ => None,
+            })),
+            (_, value) => own.push((k, Node { value, ..v })),
+        }
+    }
+    for (k, v) in merged.into_iter().flatten() {
+        if !own
+            .iter()
+            .any(|(ok, _)| ok.as_str().is_some() && ok.as_str() == k.as_str())
+        {
+            own.push((k, v));
+        }
+    }
+    own
+}
