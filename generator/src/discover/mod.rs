@@ -45,6 +45,9 @@
 //!     overriding, and the parent's `global` merged over the subchart's. Images in disabled
 //!     subcharts and components are found too. A dependency missing from `charts/` is a warning.
 //!
+//! YAML is read as kubectl and Helm read it: a quoted scalar whose continuation lines sit left of
+//! its key (which YAML 1.2 forbids but libyaml and go-yaml accept) parses.
+//!
 //! Every value found must parse as a [`Reference`]; a failure is [`DiscoverError::BadReference`].
 //! References equal (normalised) to one in `ignore` are dropped silently; an `ignore` entry that
 //! matches nothing is a warning. The result is deduplicated by normalised reference, keeping the

@@ -1,6 +1,7 @@
 //! YAML with positions: every node keeps its file, line and values precedence, aliases and
 //! merge keys are resolved, and Helm's coalescing of values is [`merge`].
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::rc::Rc;
 
@@ -163,6 +164,94 @@ pub(super) fn parse_yaml(bytes: &[u8], file: &Rc<str>, layer: u32) -> Result<Vec
             + 1;
         error(line, column, "not UTF-8".into())
     })?;
+    let mut text = Cow::Borrowed(text);
+    for _ in 0..MAX_QUOTED_REINDENTS {
+        match parse_text(&text, file, layer) {
+            Err(DiscoverError::Yaml {
+                line, column, message, ..
+            }) if message == QUOTED_INDENTATION => match reindent_quoted(&text, line, column - 1) {
+                Some(fixed) => text = Cow::Owned(fixed),
+                None => break,
+            },
+            result => return result,
+        }
+    }
+    parse_text(&text, file, layer)
+}
+
+/// The message of saphyr-parser's scanner for a quoted scalar whose continuation lines sit left
+/// of the block they are in.
+const QUOTED_INDENTATION: &str = "invalid indentation in quoted scalar";
+/// Quoted scalars re-indented per file before the parser's error is taken as it is.
+const MAX_QUOTED_REINDENTS: usize = 1000;
+
+/// `text` with the continuation lines of the quoted scalar whose opening quote is at `line`
+/// (1-based) and `column` (0-based, in characters) indented to at least the quote's column.
+///
+/// YAML 1.2 (6.3, line prefixes) wants them indented more than the block around them, and
+/// saphyr-parser enforces it, but libyaml, go-yaml (kubectl, Helm) and PyYAML do not, and real
+/// manifests rely on that (Calico's tigera-operator.yaml, Longhorn's questions.yaml). The
+/// leading white space of a flow scalar's continuation line is never part of its value, so
+/// adding spaces there changes no value and no line number. `None` when there is no quoted
+/// scalar there.
+fn reindent_quoted(text: &str, line: usize, column: usize) -> Option<String> {
+    let line_start = if line <= 1 {
+        0
+    } else {
+        text.match_indices('\n').nth(line - 2)?.0 + 1
+    };
+    let quote_at = line_start + text[line_start..].char_indices().nth(column)?.0;
+    let quote = text[quote_at..].chars().next()?;
+    if quote != '"' && quote != '\'' {
+        return None;
+    }
+    let mut out = String::with_capacity(text.len() + 256);
+    out.push_str(&text[..=quote_at]);
+    let mut chars = text[quote_at + 1..].char_indices().peekable();
+    let body_start = quote_at + 1;
+    while let Some((i, c)) = chars.next() {
+        out.push(c);
+        match c {
+            '\\' if quote == '"' => {
+                if let Some(&(_, next)) = chars.peek() {
+                    if next != '\n' && next != '\r' {
+                        out.push(next);
+                        chars.next();
+                    }
+                }
+            }
+            '\'' if quote == '\'' => {
+                if chars.peek().is_some_and(|&(_, next)| next == '\'') {
+                    out.push('\'');
+                    chars.next();
+                } else {
+                    out.push_str(&text[body_start + i + 1..]);
+                    return Some(out);
+                }
+            }
+            '"' if quote == '"' => {
+                out.push_str(&text[body_start + i + 1..]);
+                return Some(out);
+            }
+            '\n' => {
+                let rest = &text[body_start + i + 1..];
+                let spaces = rest.len() - rest.trim_start_matches(' ').len();
+                out.extend(std::iter::repeat_n(' ', column.saturating_sub(spaces)));
+            }
+            _ => {}
+        }
+    }
+    None // unterminated: let the parser say so
+}
+
+/// Parse every document of a YAML text; see [`parse_yaml`].
+fn parse_text(text: &str, file: &Rc<str>, layer: u32) -> Result<Vec<Node>, DiscoverError> {
+    let error = |line: usize, column: usize, message: String| DiscoverError::Yaml {
+        file: file.to_string(),
+        line,
+        column,
+        message,
+    };
 
     enum Frame {
         Seq {
@@ -327,4 +416,87 @@ pub(super) fn apply_merge_keys(entries: Vec<(Node, Node)>) -> Vec<(Node, Node)> 
         }
     }
     own
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+
+    fn parse(text: &str) -> Result<Vec<Node>, DiscoverError> {
+        parse_yaml(text.as_bytes(), &Rc::from("f.yaml"), 0)
+    }
+
+    fn at<'n>(node: &'n Node, path: &[&str]) -> &'n Node {
+        path.iter()
+            .fold(node, |n, k| n.get(k).unwrap_or_else(|| panic!("no `{k}`")))
+    }
+
+    /// The shape of the CRD descriptions in Calico v3.22's tigera-operator.yaml that
+    /// saphyr-parser rejects and kubectl accepts.
+    const CRD_DESCRIPTION_LEFT_OF_ITS_KEY: &str = r#"apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: things.example.com
+spec:
+  versions:
+    - name: v1
+      schema:
+        openAPIV3Schema:
+          properties:
+            spec:
+              description: "Spec of the thing. It is long
+            and continues left of its key,
+       even further left."
+              type: object
+            status:
+              description: 'It''s single-quoted
+          too'
+"#;
+
+    #[test]
+    fn quoted_scalar_continuation_left_of_its_key_parses_as_kubectl_reads_it() {
+        let docs = parse(CRD_DESCRIPTION_LEFT_OF_ITS_KEY).unwrap();
+        let props = at(&docs[0], &["spec", "versions"]);
+        let Value::Seq(items) = &props.value else {
+            panic!("versions is a list")
+        };
+        let props = at(&items[0], &["schema", "openAPIV3Schema", "properties"]);
+        let spec = at(props, &["spec", "description"]);
+        assert_eq!(
+            spec.text(),
+            Some("Spec of the thing. It is long and continues left of its key, even further left.")
+        );
+        assert_eq!(spec.line, 12);
+        assert_eq!(at(props, &["spec", "type"]).line, 15);
+        let status = at(props, &["status", "description"]);
+        assert_eq!(status.text(), Some("It's single-quoted too"));
+        assert_eq!(status.line, 17);
+    }
+
+    #[test]
+    fn reindenting_keeps_escapes_and_escaped_line_breaks() {
+        let text = "a:\n  b: \"x \\\" y\\\n z\\\\\"\n  c: 1\n";
+        let docs = parse(text).unwrap();
+        assert_eq!(at(&docs[0], &["a", "b"]).text(), Some("x \" yz\\"));
+        assert_eq!(at(&docs[0], &["a", "c"]).line, 4);
+    }
+
+    #[test]
+    fn unterminated_quoted_scalar_is_still_an_error() {
+        let e = parse("a:\n  b: \"open\n c: 1\n").unwrap_err();
+        assert!(matches!(e, DiscoverError::Yaml { line: 2, .. }), "{e}");
+    }
+
+    #[test]
+    fn longhorn_questions_yaml_parses() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../shared/corpus/charts/C06-longhorn/context/charts/longhorn/questions.yaml"
+        );
+        let Ok(bytes) = fs::read(path) else {
+            return eprintln!("skipped: {path} is absent");
+        };
+        parse_yaml(&bytes, &Rc::from("questions.yaml"), 0).unwrap();
+    }
 }
