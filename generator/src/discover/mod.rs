@@ -7,11 +7,23 @@
 //! - **Image lists**: a file named `imageList`, or ending in `.images` or `images.txt`, anywhere
 //!   (chart directories and chart archives included): one reference per line; `#` starts a
 //!   comment; blank lines are skipped.
-//! - **Manifests**: every `*.yaml` / `*.yml` outside a Helm chart, all documents. Each mapping key
-//!   `image` with a scalar value is an image (containers, init and ephemeral containers, CRDs).
-//!   An `image` key whose value is a mapping with `repository` (or `name` + `tag`) is composed as
-//!   in chart values below, without Helm's defaults. A file that is not valid YAML is an error
-//!   at file:line:column; an empty `image` is a warning.
+//! - **Manifests**: every `*.yaml` / `*.yml` outside a Helm chart, each of its Kubernetes
+//!   documents: a mapping with `apiVersion` and `kind` (a `List` with `items` too). A file with
+//!   none (a CI workflow, a docker-compose file, mkdocs.yml) is skipped with a warning naming it.
+//!   In a Kubernetes document:
+//!   - each mapping key `image` with a scalar value is an image (containers, init and ephemeral
+//!     containers, custom resources' `spec.image`). An `image` key whose value is a mapping with
+//!     `repository` (or `name` + `tag`) is composed as in chart values below, without Helm's
+//!     defaults. An empty `image` is a warning.
+//!   - operator images (guesses, see `operator.rs`): in every `args` / `command` list,
+//!     `--flag=REF` and `--flag REF`; in every `env` list, the value of a variable whose name
+//!     mentions IMAGE, one reference or `version=REF` entries separated by new lines, spaces,
+//!     commas or semicolons. A value counts when it parses as a reference and has a registry host
+//!     or a tag or digest (and a `/` unless the flag or variable names an image); others are
+//!     skipped silently. The line is that of the scalar (of the entry's line in a block scalar).
+//!
+//!   A file that is not valid YAML is an error at file:line:column when it looks like Kubernetes
+//!   (a line starts with `apiVersion:` or `kind:`), and a warning otherwise.
 //! - **Helm charts**: a directory holding `Chart.yaml`, or a `.tgz` / `.tar.gz` archive whose
 //!   members all sit under one `<name>/` directory with `<name>/Chart.yaml` (read in memory:
 //!   members over [`MAX_CHART_MEMBER`] are skipped with a warning, an archive expanding past
@@ -56,6 +68,7 @@
 
 mod chart;
 mod manifest;
+mod operator;
 mod template;
 mod values;
 mod yaml;

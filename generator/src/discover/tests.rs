@@ -4,20 +4,20 @@ use super::*;
 use std::io::Write;
 
 /// A build context in a temp dir: files written to disk and listed as the bundle's.
-struct Bundle {
+pub(super) struct Bundle {
     dir: tempfile::TempDir,
-    files: Vec<(String, PathBuf)>,
+    pub(super) files: Vec<(String, PathBuf)>,
 }
 
 impl Bundle {
-    fn new() -> Self {
+    pub(super) fn new() -> Self {
         Bundle {
             dir: tempfile::tempdir().unwrap(),
             files: Vec::new(),
         }
     }
 
-    fn add(&mut self, bundle_path: &str, content: impl AsRef<[u8]>) -> &mut Self {
+    pub(super) fn add(&mut self, bundle_path: &str, content: impl AsRef<[u8]>) -> &mut Self {
         let path = self.dir.path().join(bundle_path);
         fs::create_dir_all(path.parent().unwrap()).unwrap();
         fs::write(&path, content).unwrap();
@@ -25,11 +25,11 @@ impl Bundle {
         self
     }
 
-    fn discover(&self) -> Result<Discovery, Vec<DiscoverError>> {
+    pub(super) fn discover(&self) -> Result<Discovery, Vec<DiscoverError>> {
         discover(&self.files, &[])
     }
 
-    fn ok(&self) -> Discovery {
+    pub(super) fn ok(&self) -> Discovery {
         match self.discover() {
             Ok(d) => d,
             Err(errors) => panic!(
@@ -41,14 +41,14 @@ impl Bundle {
 }
 
 /// (normalised reference, file, line) of each image.
-fn found(d: &Discovery) -> Vec<(String, String, usize)> {
+pub(super) fn found(d: &Discovery) -> Vec<(String, String, usize)> {
     d.images
         .iter()
         .map(|f| (f.reference.to_string(), f.file.clone(), f.line))
         .collect()
 }
 
-fn f(reference: &str, file: &str, line: usize) -> (String, String, usize) {
+pub(super) fn f(reference: &str, file: &str, line: usize) -> (String, String, usize) {
     (reference.to_string(), file.to_string(), line)
 }
 
@@ -141,6 +141,8 @@ b:
     tag: v1.7.0
 c:
   image: ''
+kind: Example
+apiVersion: example.com/v1
 ";
     let d = Bundle::new().add("k8s/x.yml", manifest).ok();
     assert_eq!(
@@ -591,7 +593,7 @@ fn malformed_yaml_is_an_error_with_line_and_column() {
         }
         other => panic!("wrong error: {other}"),
     }
-    let bad = "a: 1\nb:\n  c: 2\n d: 3\n";
+    let bad = "a: 1\nb:\n  c: 2\n d: 3\napiVersion: v1\n";
     let errors = Bundle::new().add("bad-indent.yml", bad).discover().unwrap_err();
     assert!(
         matches!(&errors[..], [DiscoverError::Yaml { line: 4, column: 2, .. }]),
@@ -602,7 +604,7 @@ fn malformed_yaml_is_an_error_with_line_and_column() {
 
 #[test]
 fn uppercase_reference_is_a_bad_reference_with_its_line() {
-    let manifest = "kind: Pod\nspec:\n  containers:\n    - name: web\n      image: Nginx:latest\n";
+    let manifest = "kind: Pod\nspec:\n  containers:\n    - name: web\n      image: Nginx:latest\napiVersion: v1\n";
     let errors = Bundle::new()
         .add("manifests/pod.yaml", manifest)
         .discover()
@@ -629,10 +631,10 @@ fn uppercase_reference_is_a_bad_reference_with_its_line() {
 #[test]
 fn all_errors_come_back_at_once() {
     let errors = Bundle::new()
-        .add("a/bad.yaml", "key: [unclosed\n")
+        .add("a/bad.yaml", "apiVersion: v1\nkey: [unclosed\n")
         .add(
             "b/pod.yaml",
-            "image: Nginx:latest\n---\nimage: nginx:1.25\n---\nimage: 'x:-bad'\n",
+            "{apiVersion: v1, kind: Pod, image: Nginx:latest}\n---\n{apiVersion: v1, kind: Pod, image: nginx:1.25}\n---\n{apiVersion: v1, kind: Pod, image: 'x:-bad'}\n",
         )
         .add("c/imageList", "nginx:1.25\nexample.com:port/x\n")
         .add("charts/x/Chart.yaml", "name: x\n")
@@ -652,7 +654,7 @@ fn all_errors_come_back_at_once() {
         })
         .collect();
     let expected = [
-        ("a/bad.yaml", 2),
+        ("a/bad.yaml", 3),
         ("b/pod.yaml", 1),
         ("b/pod.yaml", 5),
         ("c/imageList", 2),
@@ -673,7 +675,7 @@ fn ignored_images_are_dropped_and_unused_ignores_warned() {
     let mut b = Bundle::new();
     b.add(
         "m.yaml",
-        "a:\n  image: nginx:1.25\nb:\n  image: docker.io/library/busybox:1.36\n",
+        "a:\n  image: nginx:1.25\nb:\n  image: docker.io/library/busybox:1.36\nkind: List\napiVersion: v1\n",
     );
     let d = discover(
         &b.files,
@@ -690,8 +692,10 @@ fn ignored_images_are_dropped_and_unused_ignores_warned() {
 #[test]
 fn duplicates_keep_the_first_source_whatever_the_input_order() {
     let mut b = Bundle::new();
-    b.add("z.yaml", "image: nginx:1.25\n")
-        .add("a.yaml", "x: 1\nimage: index.docker.io/library/nginx:1.25\n");
+    b.add("z.yaml", "image: nginx:1.25\nkind: Pod\napiVersion: v1\n").add(
+        "a.yaml",
+        "x: 1\nimage: index.docker.io/library/nginx:1.25\nkind: Pod\napiVersion: v1\n",
+    );
     b.files.reverse();
     let d = b.ok();
     assert_eq!(found(&d), vec![f("docker.io/library/nginx:1.25", "a.yaml", 2)]);
@@ -727,7 +731,7 @@ fn chart_errors_name_the_chart_file() {
 #[test]
 fn a_large_plain_file_is_not_mistaken_for_an_alias_bomb() {
     // Regression: the node guard once counted every node, and a 10 MiB list failed the build.
-    let mut big = String::new();
+    let mut big = String::from("apiVersion: v1\nkind: List\nitems:\n");
     for i in 0..400_000 {
         big.push_str(&format!("- {{name: s{i}, image: \"example.com/a:{}\"}}\n", i % 3));
     }
@@ -737,7 +741,7 @@ fn a_large_plain_file_is_not_mistaken_for_an_alias_bomb() {
 
 #[test]
 fn alias_bomb_and_deep_nesting_are_errors_not_hangs() {
-    let mut bomb = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+    let mut bomb = String::from("apiVersion: v1\nkind: Bomb\na0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
     for i in 1..10 {
         let refs = vec![format!("*a{}", i - 1); 10].join(", ");
         bomb.push_str(&format!("a{i}: &a{i} [{refs}]\n"));
@@ -746,7 +750,7 @@ fn alias_bomb_and_deep_nesting_are_errors_not_hangs() {
         "{}{}\n",
         "[".repeat(MAX_YAML_DEPTH + 10),
         "]".repeat(MAX_YAML_DEPTH + 10)
-    );
+    ) + "apiVersion: v1\n";
     let errors = Bundle::new()
         .add("bomb.yaml", bomb)
         .add("deep.yaml", deep)
@@ -769,7 +773,7 @@ fn helm_template_outside_a_chart_hints_at_the_missing_chart_yaml() {
     let errors = Bundle::new()
         .add(
             "charts/app/templates/d.yaml",
-            "metadata:\n  name: {{ .Release.Name }}-web\n",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}-web\n",
         )
         .discover()
         .unwrap_err();
@@ -781,7 +785,7 @@ fn crds_of_a_chart_are_plain_manifests() {
     let mut file = Vec::new();
     writeln!(
         file,
-        "kind: CustomResourceDefinition\nspec:\n  image: ghcr.io/acme/operator:1.0"
+        "kind: CustomResourceDefinition\nspec:\n  image: ghcr.io/acme/operator:1.0\napiVersion: apiextensions.k8s.io/v1"
     )
     .unwrap();
     let d = Bundle::new()
