@@ -368,9 +368,9 @@ impl Scan<'_> {
         // be anything (an image tarball), so it is skipped.
         let unreadable = |e: io::Error, has_chart_yaml: bool| -> Result<Option<Chart>, DiscoverError> {
             if has_chart_yaml || under_charts {
-                Err(DiscoverError::Chart {
+                Err(DiscoverError::ChartArchive {
                     file: label.into(),
-                    message: format!("cannot read the chart archive: {e}"),
+                    reason: printable(&e.to_string()),
                 })
             } else {
                 Ok(None)
@@ -477,5 +477,15 @@ impl Scan<'_> {
                 Ok(None)
             }
         }
+    }
+}
+
+/// A reader's error fit for a terminal line: tar's header errors quote bytes of the file, which
+/// for a binary that is no tar is noise (or escape sequences), so such a message is replaced.
+fn printable(text: &str) -> String {
+    if text.len() <= 200 && text.chars().all(|c| c.is_ascii_graphic() || c == ' ') {
+        text.to_string()
+    } else {
+        "the data is not a gzipped tar archive".to_string()
     }
 }

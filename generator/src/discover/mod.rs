@@ -28,7 +28,8 @@
 //!   members all sit under one `<name>/` directory with `<name>/Chart.yaml` (read in memory:
 //!   members over [`MAX_CHART_MEMBER`] are skipped with a warning, an archive expanding past
 //!   [`MAX_CHART_EXPANDED`] is an error). An archive under a `charts/` directory that cannot be
-//!   read is an error; elsewhere, a `.tgz` that is no chart (an image tarball) is skipped.
+//!   read is an error of its own ([`DiscoverError::ChartArchive`]); one that reads but holds no
+//!   chart is a warning; elsewhere, a `.tgz` that is no chart (an image tarball) is skipped.
 //!   For each chart:
 //!   - values are `values.yaml`, deep-merged with the override file sealer puts beside the chart,
 //!     `<dir>.values.yaml` for `<dir>/` and `<stem>.values.yaml` for `<stem>.tgz` (`.values.yml`
@@ -139,6 +140,9 @@ pub enum DiscoverError {
     },
     #[error("{file}: {message}")]
     Chart { file: String, message: String },
+    /// A `.tgz` among charts (or one holding a Chart.yaml) that cannot be read as a gzipped tar.
+    #[error("{file}: not a readable Helm chart archive ({reason}); a `.tgz` in a `charts/` directory must be a chart packaged by `helm package`: repackage it, or move it out of `charts/` if it is something else")]
+    ChartArchive { file: String, reason: String },
 }
 
 impl DiscoverError {
@@ -146,7 +150,9 @@ impl DiscoverError {
     fn at(&self) -> (&str, usize) {
         match self {
             DiscoverError::Yaml { file, line, .. } | DiscoverError::BadReference { file, line, .. } => (file, *line),
-            DiscoverError::Io { file, .. } | DiscoverError::Chart { file, .. } => (file, 0),
+            DiscoverError::Io { file, .. }
+            | DiscoverError::Chart { file, .. }
+            | DiscoverError::ChartArchive { file, .. } => (file, 0),
         }
     }
 }

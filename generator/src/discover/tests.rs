@@ -649,7 +649,7 @@ fn all_errors_come_back_at_once() {
             DiscoverError::Yaml { file, line, .. } | DiscoverError::BadReference { file, line, .. } => {
                 (file.clone(), *line)
             }
-            DiscoverError::Chart { file, .. } => (file.clone(), 0),
+            DiscoverError::Chart { file, .. } | DiscoverError::ChartArchive { file, .. } => (file.clone(), 0),
             other => panic!("unexpected {other}"),
         })
         .collect();
@@ -793,4 +793,28 @@ fn crds_of_a_chart_are_plain_manifests() {
         .add("c/crds/crd.yaml", file)
         .ok();
     assert_eq!(found(&d), vec![f("ghcr.io/acme/operator:1.0", "c/crds/crd.yaml", 3)]);
+}
+
+#[test]
+fn binary_tgz_among_charts_is_a_chart_archive_error_in_plain_text() {
+    // Gzip around bytes that are no tar: the tar reader's error quotes them.
+    let mut garbage: Vec<u8> = (0..2048u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    garbage[..8].copy_from_slice(b"\x00\x01\xff\x1b[31m");
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&garbage).unwrap();
+    let errors = Bundle::new()
+        .add("charts/not-a-chart.tgz", gz.finish().unwrap())
+        .add("charts/not-gzip.tgz", [0u8, 159, 146, 150, 27, 0xff])
+        .discover()
+        .unwrap_err();
+    assert_eq!(errors.len(), 2);
+    for e in &errors {
+        assert!(matches!(e, DiscoverError::ChartArchive { .. }), "{e}");
+        let text = e.to_string();
+        assert!(text.is_ascii() && !text.chars().any(|c| c.is_control()), "{text:?}");
+        assert!(!text.contains("image reference"), "{text}");
+        assert!(text.contains("helm package"), "{text}");
+    }
 }
