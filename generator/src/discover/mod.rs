@@ -351,3 +351,6 @@ fn reason(e: &ReferenceError) -> String {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod corpus;
