@@ -237,7 +237,7 @@ pub fn discover(files: &[(String, PathBuf)], ignore: &[Reference]) -> Result<Dis
                 scan.warn(
                     bundle_path,
                     1,
-                    "named like a chart values override, but no chart beside it has that name; scanned as a manifest",
+                    "named like a chart values override, but no chart beside it has that name; read as a manifest (only its Kubernetes objects count)",
                 );
             }
             match read_disk(bundle_path, path) {

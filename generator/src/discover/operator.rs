@@ -76,10 +76,17 @@ fn flag_names_image(name: &str) -> bool {
 /// Whether an operator's flag or env value is an image reference: it parses, and it has a
 /// registry host or a tag or digest. A value of a flag or variable not named like an image must
 /// also have a `/` (a repository path), so that `0.0.0.0:8080` and `localhost:9090` are not
-/// taken for `library/0.0.0.0:8080`.
+/// taken for `library/0.0.0.0:8080`; one without a `/` must not be a host and port.
 fn looks_like_image(value: &str, image_named: bool) -> bool {
     if value.is_empty() || value.parse::<Reference>().is_err() {
         return false;
+    }
+    if !value.contains('/') {
+        // `--image-registry=localhost:5000`, `registry.example.com:5000`: a host and port.
+        let name = value.split([':', '@']).next().unwrap_or(value);
+        if name == "localhost" || name.contains('.') {
+            return false;
+        }
     }
     let (first, _) = value.split_once('/').unwrap_or(("", value));
     let host = first.contains(['.', ':']) || first == "localhost";
@@ -212,6 +219,9 @@ spec:
             ("always", true),
             ("IfNotPresent", true),
             ("longhornio/longhorn-engine", true),
+            ("localhost:5000", true),
+            ("registry.example.com:5000", true),
+            ("quay.io", true),
             ("", true),
         ] {
             assert!(!looks_like_image(value, image_named), "{value}");
