@@ -1,7 +1,6 @@
 //! YAML with positions: every node keeps its file, line and values precedence, aliases and
 //! merge keys are resolved, and Helm's coalescing of values is [`merge`].
 
-use std::borrow::Cow;
 use std::collections::HashMap;
 use std::rc::Rc;
 
@@ -164,26 +163,34 @@ pub(super) fn parse_yaml(bytes: &[u8], file: &Rc<str>, layer: u32) -> Result<Vec
             + 1;
         error(line, column, "not UTF-8".into())
     })?;
-    let mut text = Cow::Borrowed(text);
+    let is_quoted_indentation = |r: &Result<Vec<Node>, DiscoverError>| matches!(r, Err(DiscoverError::Yaml { message, .. }) if message == QUOTED_INDENTATION);
+    let first = parse_text(text, file, layer);
+    if !is_quoted_indentation(&first) {
+        return first;
+    }
+    // Re-indent every quoted scalar at once (re-parsing after each one is quadratic in a large
+    // file), then, should that pass have missed one, one at a time where the parser stops.
+    let mut text = reindent_all_quoted(text);
     for _ in 0..MAX_QUOTED_REINDENTS {
         match parse_text(&text, file, layer) {
             Err(DiscoverError::Yaml {
                 line, column, message, ..
             }) if message == QUOTED_INDENTATION => match reindent_quoted(&text, line, column - 1) {
-                Some(fixed) => text = Cow::Owned(fixed),
+                Some(fixed) => text = fixed,
                 None => break,
             },
             result => return result,
         }
     }
-    parse_text(&text, file, layer)
+    first
 }
 
 /// The message of saphyr-parser's scanner for a quoted scalar whose continuation lines sit left
 /// of the block they are in.
 const QUOTED_INDENTATION: &str = "invalid indentation in quoted scalar";
-/// Quoted scalars re-indented per file before the parser's error is taken as it is.
-const MAX_QUOTED_REINDENTS: usize = 1000;
+/// Quoted scalars re-indented one at a time, after [`reindent_all_quoted`], before the parser's
+/// error is taken as it is.
+const MAX_QUOTED_REINDENTS: usize = 100;
 
 /// `text` with the continuation lines of the quoted scalar whose opening quote is at `line`
 /// (1-based) and `column` (0-based, in characters) indented to at least the quote's column.
@@ -242,6 +249,109 @@ fn reindent_quoted(text: &str, line: usize, column: usize) -> Option<String> {
         }
     }
     None // unterminated: let the parser say so
+}
+
+/// `text` with the continuation lines of every multi-line quoted scalar indented to at least
+/// its opening quote's column: [`reindent_quoted`] for the whole file in one pass. A quote opens
+/// a scalar where a token starts (at the start of a line's content, or after `- `, `: `, `? `, or
+/// `[`, `{`, `,` in a flow collection); comments and block scalars (`|`, `>`) are skipped. Only
+/// used on a file the parser has already rejected; what it misses, [`reindent_quoted`] fixes.
+fn reindent_all_quoted(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 1024);
+    // A quoted scalar that goes on past its line: (quote, column continuation lines need).
+    let mut open: Option<(char, usize)> = None;
+    let mut flow_depth = 0usize;
+    // Lines more indented than this (or blank) are a block scalar's content.
+    let mut block_parent: Option<usize> = None;
+    for line in text.split_inclusive('\n') {
+        let indent = line.len() - line.trim_start_matches(' ').len();
+        if let Some(parent) = block_parent {
+            if line.trim().is_empty() || indent > parent {
+                out.push_str(line);
+                continue;
+            }
+            block_parent = None;
+        }
+        let mut line = line;
+        if let Some((_, need)) = open {
+            if indent < need && !line.trim().is_empty() {
+                out.extend(std::iter::repeat_n(' ', need - indent));
+            }
+        } else {
+            line = &line[indent..];
+            out.push_str(&" ".repeat(indent));
+        }
+        let mut column = out.len() - out.rfind('\n').map_or(0, |i| i + 1);
+        // The last character that is not white space, outside quotes (`None` at the line start).
+        let mut prev: Option<char> = None;
+        let mut code_end = line.len();
+        let mut chars = line.char_indices().peekable();
+        while let Some((i, c)) = chars.next() {
+            match open {
+                Some(('"', _)) if c == '\\' => {
+                    if let Some(&(_, next)) = chars.peek() {
+                        if next != '\n' && next != '\r' {
+                            chars.next();
+                            column += 1;
+                        }
+                    }
+                }
+                Some((q, _)) if c == q => {
+                    if q == '\'' && chars.peek().is_some_and(|&(_, n)| n == '\'') {
+                        chars.next();
+                        column += 1;
+                    } else {
+                        open = None;
+                        prev = Some(c);
+                    }
+                }
+                Some(_) => {}
+                None => match c {
+                    '#' if prev.is_none() || line[..i].ends_with([' ', '\t']) => {
+                        code_end = i;
+                        break;
+                    }
+                    '"' | '\'' if token_start(prev, flow_depth, &line[..i]) => open = Some((c, column)),
+                    '[' | '{' if token_start(prev, flow_depth, &line[..i]) => {
+                        flow_depth += 1;
+                        prev = Some(c);
+                    }
+                    ']' | '}' if flow_depth > 0 => {
+                        flow_depth -= 1;
+                        prev = Some(c);
+                    }
+                    ' ' | '\t' | '\r' | '\n' => {}
+                    _ => prev = Some(c),
+                },
+            }
+            column += 1;
+        }
+        out.push_str(line);
+        if open.is_none() && flow_depth == 0 && opens_block_scalar(&line[..code_end]) {
+            block_parent = Some(indent);
+        }
+    }
+    out
+}
+
+/// Whether a quote or flow bracket after `before` (the line so far) starts a token.
+fn token_start(prev: Option<char>, flow_depth: usize, before: &str) -> bool {
+    match prev {
+        None => true,
+        Some('-' | ':' | '?') => before.ends_with([' ', '\t']),
+        Some('[' | '{' | ',') => flow_depth > 0,
+        _ => false,
+    }
+}
+
+/// Whether a line's code (comment removed) ends with a block scalar header (`|`, `>-`, `|2+`).
+fn opens_block_scalar(code: &str) -> bool {
+    let code = code.trim_end();
+    let head = code.trim_end_matches(['-', '+', '1', '2', '3', '4', '5', '6', '7', '8', '9']);
+    let Some(before) = head.strip_suffix(['|', '>']) else {
+        return false;
+    };
+    before.is_empty() || before.ends_with([' ', '\t'])
 }
 
 /// Parse every document of a YAML text; see [`parse_yaml`].
@@ -472,6 +582,53 @@ spec:
         let status = at(props, &["status", "description"]);
         assert_eq!(status.text(), Some("It's single-quoted too"));
         assert_eq!(status.line, 17);
+    }
+
+    #[test]
+    fn one_pass_reindents_every_quoted_scalar_and_leaves_block_scalars_alone() {
+        let text = r#"a:
+  b: "one
+ two"
+  c: |
+    not "a quoted
+    scalar: "in a block
+  d: 'it''s
+x'
+  e: [x, "in
+ flow"]
+  f: plain 'not quoted
+  g: "x" # "comment
+"#;
+        let fixed = reindent_all_quoted(text);
+        parse_text(&fixed, &Rc::from("f.yaml"), 0).unwrap();
+        let lines: Vec<&str> = fixed.lines().collect();
+        let original: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[2], "     two\"");
+        assert_eq!(lines[3..6], original[3..6]);
+        assert_eq!(lines[7], "     x'");
+        assert_eq!(lines[9], "         flow\"]");
+        assert_eq!(lines[10..], original[10..]);
+        assert_eq!(fixed.lines().count(), text.lines().count());
+    }
+
+    #[test]
+    fn many_misindented_scalars_in_a_large_file_parse_in_one_pass() {
+        let mut text = String::new();
+        for i in 0..300 {
+            text.push_str(&format!(
+                "---\napiVersion: v1\nkind: X\nspec:\n  a:\n    description: \"doc {i}\n  continues\"\n"
+            ));
+            for j in 0..100 {
+                text.push_str(&format!("    k{j}: plain value {j}\n"));
+            }
+        }
+        assert!(parse_text(&text, &Rc::from("f.yaml"), 0).is_err());
+        let docs = parse(&text).unwrap();
+        assert_eq!(docs.len(), 300);
+        assert_eq!(
+            at(&docs[299], &["spec", "a", "description"]).text(),
+            Some("doc 299 continues")
+        );
     }
 
     #[test]
