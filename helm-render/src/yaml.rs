@@ -1,0 +1,559 @@
+//! YAML to [`Value`] and back, as Helm does it through `sigs.k8s.io/yaml`: YAML 1.1 scalars
+//! (`yes`/`on` are booleans), every number a float64, anchors and `<<` merge keys; and the
+//! dump of `toYaml` (keys sorted, block style, strings quoted only when they must be).
+
+use std::collections::HashMap;
+
+use saphyr_parser::{Event, Parser, ScalarStyle};
+
+use crate::value::{format_float_g, Map, Value};
+
+/// A YAML text that could not be loaded.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("yaml line {line}: {message}")]
+pub struct YamlError {
+    /// 1-based line of the problem.
+    pub line: usize,
+    pub message: String,
+}
+
+/// Nesting deeper than this is refused (hostile input).
+const MAX_DEPTH: usize = 256;
+/// Alias expansions beyond this are refused (billion laughs).
+const MAX_NODES: usize = 2_000_000;
+
+/// Loads the first document of a YAML text; an empty text is `Null`.
+pub fn load(text: &str) -> Result<Value, YamlError> {
+    Ok(load_all(text)?.into_iter().next().unwrap_or(Value::Null))
+}
+
+/// Loads the first document keeping numbers as their text, as Go does when it reads YAML
+/// into string fields (Chart.yaml's `version: 1.10` stays "1.10").
+pub fn load_text_numbers(text: &str) -> Result<Value, YamlError> {
+    Ok(load_docs(text, true)?.into_iter().next().unwrap_or(Value::Null))
+}
+
+/// Loads every document of a YAML stream.
+pub fn load_all(text: &str) -> Result<Vec<Value>, YamlError> {
+    load_docs(text, false)
+}
+
+fn load_docs(text: &str, numbers_as_text: bool) -> Result<Vec<Value>, YamlError> {
+    let mut loader = Loader {
+        parser: Parser::new_from_str(text),
+        anchors: HashMap::new(),
+        nodes: 0,
+        line: 1,
+        numbers_as_text,
+    };
+    let mut docs = Vec::new();
+    loop {
+        match loader.next()? {
+            None | Some(Event::StreamEnd) => break,
+            Some(Event::DocumentStart(_)) => {
+                let ev = loader.next()?.unwrap_or(Event::StreamEnd);
+                let v = loader.node(ev, 0)?;
+                docs.push(v);
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(docs)
+}
+
+struct Loader<'a> {
+    parser: Parser<'a, saphyr_parser::StrInput<'a>>,
+    anchors: HashMap<usize, Value>,
+    nodes: usize,
+    line: usize,
+    numbers_as_text: bool,
+}
+
+impl<'a> Loader<'a> {
+    fn next(&mut self) -> Result<Option<Event<'a>>, YamlError> {
+        match self.parser.next_event() {
+            None => Ok(None),
+            Some(Ok((ev, span))) => {
+                self.line = span.start.line();
+                Ok(Some(ev))
+            }
+            Some(Err(e)) => Err(YamlError {
+                line: e.marker().line(),
+                message: e.info().to_string(),
+            }),
+        }
+    }
+
+    fn err(&self, message: &str) -> YamlError {
+        YamlError {
+            line: self.line,
+            message: message.to_string(),
+        }
+    }
+
+    fn count(&mut self, v: &Value) -> Result<(), YamlError> {
+        self.nodes += match v {
+            Value::List(l) => l.len() + 1,
+            Value::Map(m) => m.len() + 1,
+            _ => 1,
+        };
+        if self.nodes > MAX_NODES {
+            return Err(self.err("document too large (alias expansion)"));
+        }
+        Ok(())
+    }
+
+    fn node(&mut self, ev: Event<'a>, depth: usize) -> Result<Value, YamlError> {
+        if depth > MAX_DEPTH {
+            return Err(self.err("nesting too deep"));
+        }
+        match ev {
+            Event::Scalar(text, style, anchor, tag) => {
+                let tag = tag.map(|t| t.suffix.clone());
+                let mut v = resolve_scalar(&text, style, tag.as_deref());
+                if self.numbers_as_text && matches!(v, Value::Float(_)) {
+                    v = Value::str(text.as_ref());
+                }
+                if anchor > 0 {
+                    self.anchors.insert(anchor, v.clone());
+                }
+                Ok(v)
+            }
+            Event::Alias(id) => {
+                let v = self
+                    .anchors
+                    .get(&id)
+                    .cloned()
+                    .ok_or_else(|| self.err("unknown alias"))?;
+                self.count(&v)?;
+                Ok(v)
+            }
+            Event::SequenceStart(anchor, _) => {
+                let mut items = Vec::new();
+                loop {
+                    let ev = self.next()?.ok_or_else(|| self.err("unexpected end in sequence"))?;
+                    if matches!(ev, Event::SequenceEnd) {
+                        break;
+                    }
+                    items.push(self.node(ev, depth + 1)?);
+                }
+                let v = Value::List(items);
+                self.count(&v)?;
+                if anchor > 0 {
+                    self.anchors.insert(anchor, v.clone());
+                }
+                Ok(v)
+            }
+            Event::MappingStart(anchor, _) => {
+                let mut map = Map::new();
+                let mut merged = Vec::new();
+                loop {
+                    let ev = self.next()?.ok_or_else(|| self.err("unexpected end in mapping"))?;
+                    if matches!(ev, Event::MappingEnd) {
+                        break;
+                    }
+                    let is_merge = matches!(&ev, Event::Scalar(t, ScalarStyle::Plain, _, _) if t == "<<");
+                    let key = self.node(ev, depth + 1)?;
+                    let vev = self.next()?.ok_or_else(|| self.err("unexpected end in mapping"))?;
+                    let val = self.node(vev, depth + 1)?;
+                    if is_merge {
+                        match val {
+                            Value::Map(m) => merged.push(m),
+                            Value::List(l) => merged.extend(l.into_iter().filter_map(|v| match v {
+                                Value::Map(m) => Some(m),
+                                _ => None,
+                            })),
+                            _ => return Err(self.err("merge key needs a mapping")),
+                        }
+                        continue;
+                    }
+                    map.insert(key_string(&key), val);
+                }
+                for m in merged {
+                    for (k, v) in m {
+                        map.entry(k).or_insert(v);
+                    }
+                }
+                let v = Value::Map(map);
+                self.count(&v)?;
+                if anchor > 0 {
+                    self.anchors.insert(anchor, v.clone());
+                }
+                Ok(v)
+            }
+            _ => Err(self.err("unexpected YAML event")),
+        }
+    }
+}
+
+fn key_string(key: &Value) -> String {
+    match key {
+        Value::Null => "null".to_string(),
+        other => crate::value::to_str(other),
+    }
+}
+
+/// Resolves a scalar the way yaml.v2 does (YAML 1.1), numbers becoming float64 as after
+/// Helm's YAML-to-JSON step.
+fn resolve_scalar(text: &str, style: ScalarStyle, tag: Option<&str>) -> Value {
+    if let Some(tag) = tag {
+        match tag {
+            "str" | "binary" => return Value::str(text),
+            "int" | "float" => {
+                return text
+                    .trim()
+                    .parse::<f64>()
+                    .map(Value::Float)
+                    .unwrap_or_else(|_| Value::str(text));
+            }
+            "bool" => return Value::Bool(matches!(text, "true" | "True" | "TRUE" | "yes" | "on")),
+            "null" => return Value::Null,
+            _ => {}
+        }
+    }
+    if style != ScalarStyle::Plain {
+        return Value::str(text);
+    }
+    match text {
+        "" | "~" | "null" | "Null" | "NULL" => return Value::Null,
+        "y" | "Y" | "yes" | "Yes" | "YES" | "true" | "True" | "TRUE" | "on" | "On" | "ON" => {
+            return Value::Bool(true);
+        }
+        "n" | "N" | "no" | "No" | "NO" | "false" | "False" | "FALSE" | "off" | "Off" | "OFF" => {
+            return Value::Bool(false);
+        }
+        ".inf" | ".Inf" | ".INF" | "+.inf" | "+.Inf" | "+.INF" => return Value::Float(f64::INFINITY),
+        "-.inf" | "-.Inf" | "-.INF" => return Value::Float(f64::NEG_INFINITY),
+        ".nan" | ".NaN" | ".NAN" => return Value::Float(f64::NAN),
+        _ => {}
+    }
+    if let Some(f) = parse_yaml_number(text) {
+        return Value::Float(f);
+    }
+    Value::str(text)
+}
+
+/// A YAML 1.1 int or float literal as yaml.v2 accepts it.
+fn parse_yaml_number(text: &str) -> Option<f64> {
+    let b = text.as_bytes();
+    let first = *b.first()?;
+    if !(first.is_ascii_digit() || first == b'-' || first == b'+' || first == b'.') {
+        return None;
+    }
+    let body = text.trim_start_matches(['-', '+']);
+    if body.is_empty() {
+        return None;
+    }
+    let neg = text.starts_with('-');
+    let plain = body.replace('_', "");
+    let int = if let Some(h) = plain.strip_prefix("0x") {
+        i64::from_str_radix(h, 16).ok()
+    } else if let Some(bin) = plain.strip_prefix("0b") {
+        i64::from_str_radix(bin, 2).ok()
+    } else if plain.len() > 1 && plain.starts_with('0') && plain.bytes().all(|c| c.is_ascii_digit()) {
+        i64::from_str_radix(&plain[1..], 8).ok()
+    } else if plain.bytes().all(|c| c.is_ascii_digit()) {
+        return plain.parse::<f64>().ok().map(|f| if neg { -f } else { f });
+    } else {
+        None
+    };
+    if let Some(i) = int {
+        let f = i as f64;
+        return Some(if neg { -f } else { f });
+    }
+    // Floats: [-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?
+    let (mant, exp) = match plain.find(['e', 'E']) {
+        Some(i) => (&plain[..i], Some(&plain[i + 1..])),
+        None => (plain.as_str(), None),
+    };
+    let mut parts = mant.splitn(2, '.');
+    let ip = parts.next().unwrap_or("");
+    let fp = parts.next();
+    let ok_ip = ip.bytes().all(|c| c.is_ascii_digit());
+    let ok_fp = fp.is_none_or(|f| f.bytes().all(|c| c.is_ascii_digit()));
+    if !ok_ip || !ok_fp || (ip.is_empty() && fp.is_none_or(|f| f.is_empty())) {
+        return None;
+    }
+    if let Some(e) = exp {
+        let e = e.trim_start_matches(['-', '+']);
+        if e.is_empty() || !e.bytes().all(|c| c.is_ascii_digit()) {
+            return None;
+        }
+    }
+    text.replace('_', "").parse::<f64>().ok()
+}
+
+/// `toYaml`: keys sorted, block style, two-space indent, lists not indented under their key,
+/// no trailing newline (Helm trims it).
+pub fn to_yaml(v: &Value) -> String {
+    let mut out = String::new();
+    dump(v, 0, &mut out);
+    while out.ends_with('\n') {
+        out.pop();
+    }
+    out
+}
+
+fn dump(v: &Value, indent: usize, out: &mut String) {
+    match v {
+        Value::Map(m) if !m.is_empty() => dump_map(m, indent, out),
+        Value::List(l) if !l.is_empty() => dump_list(l, indent, out),
+        Value::Files(f) => {
+            let m: Map = f.names().map(|n| (n.clone(), Value::str(f.get(n)))).collect();
+            dump(&Value::Map(m), indent, out);
+        }
+        other => {
+            out.push_str(&scalar(other, indent));
+            out.push('\n');
+        }
+    }
+}
+
+fn pad(out: &mut String, n: usize) {
+    out.extend(std::iter::repeat_n(' ', n));
+}
+
+fn is_block(v: &Value) -> bool {
+    match v {
+        Value::Map(m) => !m.is_empty(),
+        Value::List(l) => !l.is_empty(),
+        Value::Files(f) => !f.is_empty(),
+        _ => false,
+    }
+}
+
+fn dump_map(m: &Map, indent: usize, out: &mut String) {
+    let mut first = true;
+    for (k, v) in m {
+        if !first {
+            pad(out, indent);
+        }
+        first = false;
+        out.push_str(&quote_str(k, indent));
+        out.push(':');
+        match v {
+            Value::Map(_) | Value::Files(_) if is_block(v) => {
+                out.push('\n');
+                pad(out, indent + 2);
+                dump(v, indent + 2, out);
+            }
+            Value::List(_) if is_block(v) => {
+                out.push('\n');
+                pad(out, indent);
+                dump(v, indent, out);
+            }
+            _ => {
+                out.push(' ');
+                out.push_str(&scalar(v, indent + 2));
+                out.push('\n');
+            }
+        }
+    }
+}
+
+fn dump_list(l: &[Value], indent: usize, out: &mut String) {
+    let mut first = true;
+    for v in l {
+        if !first {
+            pad(out, indent);
+        }
+        first = false;
+        out.push_str("- ");
+        dump(v, indent + 2, out);
+    }
+}
+
+fn scalar(v: &Value, indent: usize) -> String {
+    match v {
+        Value::Null => "null".into(),
+        Value::Bool(b) => b.to_string(),
+        Value::Int(i) => i.to_string(),
+        Value::Float(f) => yaml_float(*f),
+        Value::String(s) => quote_str(s, indent),
+        Value::Map(_) => "{}".into(),
+        Value::List(_) => "[]".into(),
+        Value::Files(_) => "{}".into(),
+        Value::ApiVersions(a) => format!("[{}]", a.join(", ")),
+    }
+}
+
+/// A float64 as it comes out of Helm's JSON round trip: integral values print as integers.
+fn yaml_float(f: f64) -> String {
+    if f.is_finite() && f == f.trunc() && f.abs() < 1e21 {
+        format!("{}", f as i128)
+    } else if f.is_nan() {
+        ".nan".into()
+    } else if f.is_infinite() {
+        if f > 0.0 {
+            "+.inf".into()
+        } else {
+            "-.inf".into()
+        }
+    } else {
+        format_float_g(f)
+    }
+}
+
+/// A string scalar in the style yaml.v2 picks: plain, single-quoted, literal block or
+/// double-quoted.
+pub fn quote_str(s: &str, indent: usize) -> String {
+    if s.contains('\n') {
+        if let Some(block) = literal_block(s, indent) {
+            return block;
+        }
+        return double_quoted(s);
+    }
+    let resolves_other = !matches!(resolve_scalar(s, ScalarStyle::Plain, None), Value::String(_));
+    if resolves_other || is_base60(s) {
+        return double_quoted(s);
+    }
+    if plain_allowed(s) {
+        return s.to_string();
+    }
+    if s.chars().all(|c| !c.is_control() || c == '\t') {
+        return format!("'{}'", s.replace('\'', "''"));
+    }
+    double_quoted(s)
+}
+
+fn is_base60(s: &str) -> bool {
+    // yaml.v2 quotes sexagesimal-looking strings such as "1:20".
+    let parts: Vec<&str> = s.split(':').collect();
+    parts.len() > 1
+        && parts[0]
+            .trim_start_matches(['-', '+'])
+            .bytes()
+            .all(|c| c.is_ascii_digit())
+        && !parts[0].trim_start_matches(['-', '+']).is_empty()
+        && parts[1..]
+            .iter()
+            .all(|p| !p.is_empty() && p.len() <= 2 && p.bytes().all(|c| c.is_ascii_digit()))
+}
+
+fn plain_allowed(s: &str) -> bool {
+    let Some(first) = s.chars().next() else {
+        return false;
+    };
+    if s.starts_with(' ') || s.ends_with(' ') || s.starts_with('\t') || s.ends_with('\t') {
+        return false;
+    }
+    let second = s.chars().nth(1);
+    match first {
+        '-' | '?' | ':' if second.is_none_or(|c| c == ' ') => return false,
+        ',' | '[' | ']' | '{' | '}' | '#' | '&' | '*' | '!' | '|' | '>' | '\'' | '"' | '%' | '@' | '`' => {
+            return false;
+        }
+        _ => {}
+    }
+    if s.contains(": ") || s.contains(" #") || s.ends_with(':') || s.starts_with("---") || s.starts_with("...") {
+        return false;
+    }
+    !s.chars().any(|c| c.is_control() || c == '\u{feff}')
+}
+
+fn literal_block(s: &str, indent: usize) -> Option<String> {
+    if s.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+        return None;
+    }
+    if s.split('\n').any(|l| l.ends_with(' ') || l.ends_with('\t')) {
+        return None;
+    }
+    let trailing = s.len() - s.trim_end_matches('\n').len();
+    let chomp = match trailing {
+        0 => "-",
+        1 => "",
+        _ => "+",
+    };
+    let body = match trailing {
+        0 => s,
+        1 => &s[..s.len() - 1],
+        _ => &s[..s.len() - 1],
+    };
+    let ind = if s.starts_with(' ') || s.starts_with('\n') {
+        "2"
+    } else {
+        ""
+    };
+    let mut out = format!("|{ind}{chomp}");
+    for line in body.split('\n') {
+        out.push('\n');
+        if !line.is_empty() {
+            out.extend(std::iter::repeat_n(' ', indent.max(2)));
+            out.push_str(line);
+        }
+    }
+    Some(out)
+}
+
+/// A YAML double-quoted string (JSON-compatible escapes).
+fn double_quoted(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            c if c.is_control() => out.push_str(&format!("\\x{:02X}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_are_floats_and_yes_is_bool() {
+        let v = load("port: 8080\nratio: 7.10\non: yes\nname: '01'\nhex: 0x10\nver: 1.2.3\nnn: ~").unwrap();
+        let m = v.as_map().unwrap();
+        assert_eq!(m["port"], Value::Float(8080.0));
+        assert_eq!(m["ratio"], Value::Float(7.1));
+        assert_eq!(m["true"], Value::Bool(true));
+        assert_eq!(m["name"], Value::str("01"));
+        assert_eq!(m["hex"], Value::Float(16.0));
+        assert_eq!(m["ver"], Value::str("1.2.3"));
+        assert_eq!(m["nn"], Value::Null);
+    }
+
+    #[test]
+    fn anchors_and_merge_keys() {
+        let v = load("base: &b\n  a: 1\n  b: 2\nderived:\n  <<: *b\n  b: 3\n").unwrap();
+        let d = v.path("derived").unwrap().as_map().unwrap();
+        assert_eq!(d["a"], Value::Float(1.0));
+        assert_eq!(d["b"], Value::Float(3.0));
+    }
+
+    #[test]
+    fn dump_matches_helm_style() {
+        let v = load("b:\n  - x: 1\n    yy: 'true'\n  - plain\na: {}\nc: ''\nd: 'a: b'\ne: \"l1\\nl2\"\nf: 1000000\n")
+            .unwrap();
+        assert_eq!(
+            to_yaml(&v),
+            "a: {}\nb:\n- x: 1\n  yy: \"true\"\n- plain\nc: \"\"\nd: 'a: b'\ne: |-\n  l1\n  l2\nf: 1000000"
+        );
+    }
+
+    #[test]
+    fn round_trip() {
+        let src = "a:\n  b:\n  - 1\n  - - x\n    - y\n  c: \"null\"\n";
+        let v = load(src).unwrap();
+        assert_eq!(load(&to_yaml(&v)).unwrap(), v);
+    }
+
+    #[test]
+    fn bad_yaml_is_an_error_with_line() {
+        let e = load("a: 1\nb: [\n").unwrap_err();
+        assert!(e.line >= 2, "{e}");
+    }
+
+    #[test]
+    fn multi_docs() {
+        assert_eq!(load_all("a: 1\n---\nb: 2\n").unwrap().len(), 2);
+    }
+}
