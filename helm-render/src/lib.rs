@@ -50,6 +50,8 @@ pub mod yaml;
 
 pub use chart::{ChartError, ChartFiles};
 pub use files::Files;
-pub use render::{render, Options, Rendered, RenderedFile, TemplateFailure, DEFAULT_API_VERSIONS, HELM_VERSION};
+pub use render::{
+    render, split_manifests, Options, Rendered, RenderedFile, TemplateFailure, DEFAULT_API_VERSIONS, HELM_VERSION,
+};
 pub use value::{Map, Value};
 pub use yaml::{load as load_yaml, load_all as load_yaml_all, to_yaml, YamlError};

@@ -228,6 +228,19 @@ pub fn render(chart_files: &ChartFiles, opts: &Options) -> Result<Rendered, Char
     Ok(rendered)
 }
 
+/// Splits rendered text into YAML documents as Helm's `releaseutil.SplitManifests` does:
+/// at every `---` that starts a line (or the text), whatever follows it on that line, so
+/// `---# comment` (what `{{- ... -}}` trimming often leaves) still separates documents.
+/// Documents are trimmed; empty ones are dropped.
+pub fn split_manifests(text: &str) -> Vec<String> {
+    let sep = regex::Regex::new(r"(?:^|\s*\n)---\s*").expect("constant regex is valid");
+    sep.split(text.trim())
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
 /// One template file of the chart tree with the context it renders in.
 struct Unit {
     name: String,
@@ -360,4 +373,84 @@ fn capabilities(opts: &Options) -> Value {
     m.insert("APIVersions".into(), Value::ApiVersions(Arc::new(apis)));
     m.insert("HelmVersion".into(), Value::Map(hv));
     Value::Map(m)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_like_helm() {
+        assert_eq!(
+            split_manifests("a: 1\n---# c\nb: 2\n---\n\n---\nc: 3\n"),
+            vec!["a: 1", "# c\nb: 2", "---\nc: 3"]
+        );
+        assert_eq!(split_manifests("---\na: 1"), vec!["a: 1"]);
+    }
+
+    fn chart(files: &[(&str, &str)]) -> ChartFiles {
+        ChartFiles {
+            files: files
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn renders_objects_and_records_failures() {
+        let c = chart(&[
+            ("Chart.yaml", "apiVersion: v2\nname: app\nversion: 1.0.0\nappVersion: \"2.0\"\n"),
+            ("values.yaml", "port: 8080\nbig: 1000000\n"),
+            ("templates/_helpers.tpl", "{{ define \"app.name\" }}{{ .Chart.Name }}-{{ .Release.Name }}{{ end }}"),
+            (
+                "templates/ok.yaml",
+                "name: {{ include \"app.name\" . }}\nport: {{ .Values.port }}\nbig: {{ .Values.big }}\nv: {{ .Chart.AppVersion }}\nkube: {{ .Capabilities.KubeVersion.Minor }}\nt: {{ .Template.Name }}\nmissing: {{ .Values.nope }}\nhas: {{ .Capabilities.APIVersions.Has \"apps/v1/Deployment\" }}\n",
+            ),
+            ("templates/bad.yaml", "a\n\n{{ nosuchfunc 1 }}"),
+            ("templates/req.yaml", "{{ required \"x is required\" .Values.x }}"),
+            ("templates/NOTES.txt", "{{ fail \"notes\" }}"),
+        ]);
+        let r = render(&c, &Options::default()).unwrap();
+        assert_eq!(r.files.len(), 1, "{r:?}");
+        assert_eq!(
+            r.files[0].content,
+            "name: app-release-name\nport: 8080\nbig: 1e+06\nv: 2.0\nkube: 35\nt: app/templates/ok.yaml\nmissing: \nhas: true\n"
+        );
+        assert_eq!(r.failures.len(), 2);
+        assert_eq!(
+            (r.failures[0].path.as_str(), r.failures[0].line),
+            ("app/templates/bad.yaml", 3)
+        );
+        assert!(
+            r.failures[0].reason.contains("function \"nosuchfunc\" not defined"),
+            "{}",
+            r.failures[0].reason
+        );
+        assert!(r.failures[1].reason.contains("required: x is required"));
+    }
+
+    #[test]
+    fn library_subchart_defines_are_shared_and_parent_wins() {
+        let c = chart(&[
+            ("Chart.yaml", "apiVersion: v2\nname: app\nversion: 1.0.0\n"),
+            ("templates/_h.tpl", "{{ define \"dup\" }}parent{{ end }}"),
+            (
+                "templates/a.yaml",
+                "{{ include \"common.x\" . }} {{ include \"dup\" . }}",
+            ),
+            (
+                "charts/common/Chart.yaml",
+                "apiVersion: v2\nname: common\nversion: 1.0.0\ntype: library\n",
+            ),
+            (
+                "charts/common/templates/_x.tpl",
+                "{{ define \"common.x\" }}lib-{{ .Chart.Name }}{{ end }}{{ define \"dup\" }}child{{ end }}",
+            ),
+            ("charts/common/templates/cm.yaml", "should not render"),
+        ]);
+        let r = render(&c, &Options::default()).unwrap();
+        assert_eq!(r.files.len(), 1);
+        assert_eq!(r.files[0].content, "lib-app parent");
+    }
 }

@@ -94,17 +94,7 @@ pub fn call(name: &str, a: &[Value]) -> Option<FnResult> {
                     .collect(),
             ))
         }),
-        "dig" => want_at_least(name, a, 3).and_then(|_| {
-            let n = a.len();
-            let mut cur = a[n - 1].clone();
-            for k in &a[..n - 2] {
-                match cur.as_map().and_then(|m| m.get(&to_str(k))) {
-                    Some(v) => cur = v.clone(),
-                    None => return Ok(a[n - 2].clone()),
-                }
-            }
-            Ok(cur)
-        }),
+        "dig" => want_at_least(name, a, 3).map(|_| dig(a)),
         "merge" | "mergeOverwrite" => want_at_least(name, a, 1).and_then(|_| {
             let mut dst = map_of(name, &a[0])?.into_owned();
             for src in &a[1..] {
@@ -192,6 +182,19 @@ pub fn call(name: &str, a: &[Value]) -> Option<FnResult> {
         _ => return None,
     };
     Some(r)
+}
+
+/// `dig k1 k2 ... default dict`.
+fn dig(a: &[Value]) -> Value {
+    let n = a.len();
+    let mut cur = a[n - 1].clone();
+    for k in &a[..n - 2] {
+        match cur.as_map().and_then(|m| m.get(&to_str(k))) {
+            Some(v) => cur = v.clone(),
+            None => return a[n - 2].clone(),
+        }
+    }
+    cur
 }
 
 fn lower_first(s: &str) -> String {

@@ -456,6 +456,12 @@ impl<'a> Executor<'a> {
 
     /// Evaluates `.a.b.c` on `base`; `args` go to the last element when it is a method.
     fn fields(&mut self, base: &Value, fields: &[String], args: Vec<Value>, line: usize) -> Result<Value, ExecError> {
+        // Go turns a nil pipeline result (or variable, or dot) into an invalid value, and a
+        // field of an invalid value is "no value"; only a nil met inside a chain
+        // (`.Values.missing.key`) is an error.
+        if matches!(base, Value::Null) {
+            return Ok(Value::Null);
+        }
         let mut cur = base.clone();
         let n = fields.len();
         let mut args = Some(args);
@@ -511,7 +517,7 @@ fn field(recv: &Value, name: &str, args: Vec<Value>) -> Result<Value, String> {
         Value::ApiVersions(list) => match name {
             "Has" => {
                 let want = args.first().map(crate::value::to_str).unwrap_or_default();
-                Ok(Value::Bool(list.iter().any(|v| *v == want)))
+                Ok(Value::Bool(list.contains(&want)))
             }
             _ => Err(format!("can't evaluate field {name} in type chartutil.VersionSet")),
         },
