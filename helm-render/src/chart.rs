@@ -42,6 +42,10 @@ pub enum ChartError {
     MissingName { chart: String },
     #[error("chart {chart}: subcharts nested too deep")]
     TooDeep { chart: String },
+    #[error("failed to start the rendering thread: {source}")]
+    Thread { source: std::io::Error },
+    #[error("rendering panicked (a bug in helm-render)")]
+    Panicked,
     #[error("chart {chart}: subchart {path}: {source}")]
     Subchart {
         chart: String,

@@ -139,6 +139,23 @@ pub const HELM_VERSION: &str = "v3.16.0";
 /// Renders a chart as `helm template` would. `Err` only when the chart itself cannot be
 /// loaded (no or bad Chart.yaml, bad values.yaml or override, broken subchart archive).
 pub fn render(chart_files: &ChartFiles, opts: &Options) -> Result<Rendered, ChartError> {
+    // Templates, YAML and values are walked recursively; a hostile chart can nest deeply
+    // within the limits, so the work runs on a thread with a large (lazily committed) stack.
+    std::thread::scope(|s| {
+        std::thread::Builder::new()
+            .name("helm-render".into())
+            .stack_size(RENDER_STACK)
+            .spawn_scoped(s, || render_on_this_thread(chart_files, opts))
+            .map_err(|source| ChartError::Thread { source })?
+            .join()
+            .unwrap_or(Err(ChartError::Panicked))
+    })
+}
+
+/// Stack of the rendering thread.
+const RENDER_STACK: usize = 256 << 20;
+
+fn render_on_this_thread(chart_files: &ChartFiles, opts: &Options) -> Result<Rendered, ChartError> {
     let mut chart = load(chart_files)?;
     let mut user = Map::new();
     for (i, doc) in opts.values_overrides.iter().enumerate() {

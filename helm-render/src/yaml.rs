@@ -63,7 +63,8 @@ fn load_docs(text: &str, numbers_as_text: bool) -> Result<Vec<Value>, YamlError>
 
 struct Loader<'a> {
     parser: Parser<'a, saphyr_parser::StrInput<'a>>,
-    anchors: HashMap<usize, Value>,
+    /// Anchored values with their node counts (what an alias to them costs).
+    anchors: HashMap<usize, (Value, usize)>,
     nodes: usize,
     line: usize,
     numbers_as_text: bool,
@@ -91,16 +92,18 @@ impl<'a> Loader<'a> {
         }
     }
 
-    fn count(&mut self, v: &Value) -> Result<(), YamlError> {
-        self.nodes += match v {
-            Value::List(l) => l.len() + 1,
-            Value::Map(m) => m.len() + 1,
-            _ => 1,
-        };
+    fn count(&mut self, n: usize) -> Result<(), YamlError> {
+        self.nodes = self.nodes.saturating_add(n);
         if self.nodes > MAX_NODES {
             return Err(self.err("document too large (alias expansion)"));
         }
         Ok(())
+    }
+
+    fn anchor(&mut self, id: usize, v: &Value) {
+        if id > 0 {
+            self.anchors.insert(id, (v.clone(), size(v, MAX_NODES + 1)));
+        }
     }
 
     fn node(&mut self, ev: Event<'a>, depth: usize) -> Result<Value, YamlError> {
@@ -114,19 +117,18 @@ impl<'a> Loader<'a> {
                 if self.numbers_as_text && matches!(v, Value::Float(_)) {
                     v = Value::str(text.as_ref());
                 }
-                if anchor > 0 {
-                    self.anchors.insert(anchor, v.clone());
-                }
+                self.anchor(anchor, &v);
+                self.count(1)?;
                 Ok(v)
             }
             Event::Alias(id) => {
-                let v = self
+                let n = self
                     .anchors
                     .get(&id)
-                    .cloned()
+                    .map(|(_, n)| *n)
                     .ok_or_else(|| self.err("unknown alias"))?;
-                self.count(&v)?;
-                Ok(v)
+                self.count(n)?;
+                Ok(self.anchors.get(&id).map(|(v, _)| v.clone()).unwrap_or_default())
             }
             Event::SequenceStart(anchor, _) => {
                 let mut items = Vec::new();
@@ -138,10 +140,8 @@ impl<'a> Loader<'a> {
                     items.push(self.node(ev, depth + 1)?);
                 }
                 let v = Value::List(items);
-                self.count(&v)?;
-                if anchor > 0 {
-                    self.anchors.insert(anchor, v.clone());
-                }
+                self.count(1)?;
+                self.anchor(anchor, &v);
                 Ok(v)
             }
             Event::MappingStart(anchor, _) => {
@@ -175,15 +175,38 @@ impl<'a> Loader<'a> {
                     }
                 }
                 let v = Value::Map(map);
-                self.count(&v)?;
-                if anchor > 0 {
-                    self.anchors.insert(anchor, v.clone());
-                }
+                self.count(1)?;
+                self.anchor(anchor, &v);
                 Ok(v)
             }
             _ => Err(self.err("unexpected YAML event")),
         }
     }
+}
+
+/// Node count of a value, counting no further than `cap`.
+fn size(v: &Value, cap: usize) -> usize {
+    let mut n = 1;
+    match v {
+        Value::List(l) => {
+            for x in l {
+                if n >= cap {
+                    break;
+                }
+                n += size(x, cap - n);
+            }
+        }
+        Value::Map(m) => {
+            for x in m.values() {
+                if n >= cap {
+                    break;
+                }
+                n += size(x, cap - n);
+            }
+        }
+        _ => {}
+    }
+    n
 }
 
 fn key_string(key: &Value) -> String {
@@ -550,6 +573,18 @@ mod tests {
     fn bad_yaml_is_an_error_with_line() {
         let e = load("a: 1\nb: [\n").unwrap_err();
         assert!(e.line >= 2, "{e}");
+    }
+
+    #[test]
+    fn alias_expansion_bomb_is_refused() {
+        let mut text = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..12 {
+            let p = i - 1;
+            text.push_str(&format!(
+                "a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n"
+            ));
+        }
+        assert!(load(&text).is_err());
     }
 
     #[test]

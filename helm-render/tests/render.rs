@@ -170,3 +170,128 @@ fn bitnami_postgresql_renders_through_the_common_library() {
         ])
     );
 }
+
+#[test]
+fn global_registry_merge_and_digest_like_ingress_nginx() {
+    let dir = fixture("global-registry-digest");
+    let r = render_dir(&dir, &[]);
+    assert!(r.failures.is_empty(), "{:?}", r.failures);
+    assert_eq!(
+        images(&r),
+        set(&[
+            "registry.k8s.io/ingress-nginx/controller:v1.15.1@sha256:1111111111111111111111111111111111111111111111111111111111111111",
+            "registry.k8s.io/ingress-nginx/kube-webhook-certgen:v1.6.9",
+            "registry.k8s.io/ingress-nginx/opentelemetry:v2",
+        ])
+    );
+    // A vendor override: a mirror registry for everything, the chroot variant, no webhook.
+    let r = render_dir(
+        &dir,
+        &[
+            "global:\n  image:\n    registry: mirror.local\ncontroller:\n  image:\n    chroot: true\n",
+            "admissionWebhooks:\n  enabled: false\n",
+        ],
+    );
+    assert_eq!(
+        images(&r),
+        set(&[
+            "mirror.local/ingress-nginx/controller-chroot:v1.15.1@sha256:2222222222222222222222222222222222222222222222222222222222222222",
+            "registry.k8s.io/ingress-nginx/opentelemetry:v2",
+        ]),
+        "a module's own registry wins over global in merge"
+    );
+}
+
+#[test]
+fn printf_helper_with_v_prefixed_app_version_like_kube_state_metrics() {
+    let dir = fixture("printf-image-helper");
+    let r = render_dir(&dir, &[]);
+    assert!(r.failures.is_empty(), "{:?}", r.failures);
+    assert_eq!(
+        images(&r),
+        set(&["registry.k8s.io/kube-state-metrics/kube-state-metrics:v2.20.0"])
+    );
+    let r = render_dir(
+        &dir,
+        &["global:\n  imageRegistry: mirror.local\n  imagePullSecrets: [{name: a}, b]\nimage:\n  tag: v9\n  sha: abc\n"],
+    );
+    assert!(r.failures.is_empty(), "{:?}", r.failures);
+    assert_eq!(
+        images(&r),
+        set(&["mirror.local/kube-state-metrics/kube-state-metrics:v9@abc"])
+    );
+    // `indent` also pads the empty first line the helper starts with, as in Helm.
+    assert!(
+        all_text(&r).contains("imagePullSecrets:        \n        - name: a\n        - name: b"),
+        "{}",
+        all_text(&r)
+    );
+}
+
+#[test]
+fn subcharts_alias_condition_library_and_globals() {
+    let dir = fixture("subchart-alias-condition");
+    let r = render_dir(&dir, &[]);
+    assert!(r.failures.is_empty(), "{:?}", r.failures);
+    assert_eq!(r.skipped_subcharts, vec!["platform/charts/extra".to_string()]);
+    let paths: Vec<&str> = r.files.iter().map(|f| f.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        vec![
+            "platform/charts/jobs/templates/job.yaml",
+            "platform/templates/deployment.yaml"
+        ]
+    );
+    assert_eq!(
+        images(&r),
+        set(&["mirror.local/acme/platform:3.0", "mirror.local/acme/worker:2.0"])
+    );
+    let text = all_text(&r);
+    for needle in [
+        "note: 'release-name-note'",
+        "jobs-tag: \"2.0\"",
+        "value: \"hello from files\"",
+        "value: \"1e+06\"",
+        "containerPort: 8080",
+        "a.conf: |\n    a=1",
+    ] {
+        assert!(text.contains(needle), "{needle:?} missing from\n{text}");
+    }
+    assert!(!text.contains("ServiceMonitor") && !text.contains("admin"));
+
+    // Enabling the optional subchart makes its `required` fail for that file only.
+    let chart = ChartFiles::from_dir(&dir).unwrap();
+    let opts = Options {
+        api_versions: vec!["monitoring.coreos.com/v1".into()],
+        values_overrides: vec![b"extra:\n  enabled: true\nglobal:\n  imageRegistry: ''\n".to_vec()],
+        ..Options::default()
+    };
+    let r = render(&chart, &opts).unwrap();
+    assert!(r.skipped_subcharts.is_empty());
+    assert_eq!(r.failures.len(), 1, "{:?}", r.failures);
+    let f = &r.failures[0];
+    assert_eq!(
+        (f.path.as_str(), f.line),
+        ("platform/charts/extra/templates/pod.yaml", 8)
+    );
+    assert!(f.reason.contains("required: extra needs an image"), "{}", f.reason);
+    assert_eq!(
+        images(&r),
+        set(&["docker.io/acme/platform:3.0", "docker.io/acme/worker:2.0"])
+    );
+    assert!(all_text(&r).contains("kind: ServiceMonitor"));
+}
+
+#[test]
+fn chart_from_tgz_renders_like_the_directory() {
+    let dir = fixture("printf-image-helper");
+    let mut tar = tar::Builder::new(Vec::new());
+    tar.append_dir_all("kube-state-metrics", &dir).unwrap();
+    let raw = tar.into_inner().unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gz, &raw).unwrap();
+    let tgz = gz.finish().unwrap();
+    let from_tgz = render(&ChartFiles::from_tgz(tgz.as_slice()).unwrap(), &Options::default()).unwrap();
+    let from_dir = render(&ChartFiles::from_dir(&dir).unwrap(), &Options::default()).unwrap();
+    assert_eq!(from_tgz, from_dir);
+}

@@ -37,7 +37,7 @@ impl Default for Limits {
         Limits {
             max_depth: 100,
             max_output: 16 << 20,
-            max_steps: 2_000_000,
+            max_steps: 200_000,
             max_items: 1_000_000,
         }
     }
@@ -324,6 +324,11 @@ impl<'a> Executor<'a> {
                     args.push(p);
                 }
                 let result = funcs::call(self, name, args).map_err(|m| ExecError { line, message: m })?;
+                if let Value::String(s) = &result {
+                    if s.len() > self.limits.max_output {
+                        return err(line, format!("{name}: result exceeds {} bytes", self.limits.max_output));
+                    }
+                }
                 // Sprig's set/unset/merge change their first argument in place (Go maps are
                 // references); write the changed map back to the variable or field named.
                 if funcs::mutates_first_arg(name) {

@@ -2,6 +2,8 @@
 //! over [`Value`](crate::value::Value)s with one shared set of named templates.
 
 mod exec;
+#[cfg(test)]
+mod hostile_tests;
 mod lex;
 mod parse;
 
