@@ -273,6 +273,11 @@ fn collect(chart: &Chart, id: &str, ctx: &Value, out: &mut Vec<Unit>, depth: usi
     }
     let shared = Arc::new(ctx.clone());
     for (path, text) in &chart.templates {
+        // Helm leaves a library chart's non-partial files out of the template set entirely.
+        let base = path.rsplit('/').next().unwrap_or(path);
+        if chart.is_library() && !base.starts_with('_') {
+            continue;
+        }
         out.push(Unit {
             name: format!("{id}/{path}"),
             base_path: format!("{id}/templates"),

@@ -3,6 +3,8 @@
 
 mod exec;
 #[cfg(test)]
+mod exec_tests;
+#[cfg(test)]
 mod hostile_tests;
 mod lex;
 mod parse;
