@@ -200,24 +200,25 @@ fn render_on_this_thread(chart_files: &ChartFiles, opts: &Options) -> Result<Ren
         db.cmp(&da).then_with(|| b.name.cmp(&a.name))
     });
     let mut set = TemplateSet::new();
-    let mut parse_failed = Vec::new();
+    // A file that does not parse fails on its own (Helm would refuse the whole chart); a
+    // partial that does not parse is reported too, as the templates it defines are missing.
+    let mut parse_failed = std::collections::BTreeSet::new();
     for u in &units {
         match parse(&u.text) {
             Ok(p) => set.add(&u.name, p),
-            Err(e) => parse_failed.push(TemplateFailure {
-                path: u.name.clone(),
-                line: e.line,
-                reason: e.message,
-            }),
+            Err(e) => {
+                parse_failed.insert(u.name.clone());
+                rendered.failures.push(TemplateFailure {
+                    path: u.name.clone(),
+                    line: e.line,
+                    reason: format!("parse error: {}", e.message),
+                });
+            }
         }
     }
     for u in &units {
         let base = u.name.rsplit('/').next().unwrap_or(&u.name);
-        if u.library || base.starts_with('_') || base == "NOTES.txt" {
-            continue;
-        }
-        if let Some(f) = parse_failed.iter().find(|f| f.path == u.name) {
-            rendered.failures.push(f.clone());
+        if u.library || base.starts_with('_') || base == "NOTES.txt" || parse_failed.contains(&u.name) {
             continue;
         }
         let mut ctx = (*u.ctx).clone();
@@ -340,21 +341,56 @@ fn chart_object(chart: &Chart) -> Value {
     for (yaml_key, go_key) in [
         ("keywords", "Keywords"),
         ("sources", "Sources"),
-        ("maintainers", "Maintainers"),
         ("annotations", "Annotations"),
-        ("dependencies", "Dependencies"),
     ] {
         m.insert(
             go_key.into(),
             chart.metadata.get(yaml_key).cloned().unwrap_or(Value::Null),
         );
     }
+    const DEP_FIELDS: &[(&str, &str)] = &[
+        ("name", "Name"),
+        ("version", "Version"),
+        ("repository", "Repository"),
+        ("condition", "Condition"),
+        ("tags", "Tags"),
+        ("enabled", "Enabled"),
+        ("import-values", "ImportValues"),
+        ("alias", "Alias"),
+    ];
+    const MAINTAINER_FIELDS: &[(&str, &str)] = &[("name", "Name"), ("email", "Email"), ("url", "URL")];
+    m.insert(
+        "Dependencies".into(),
+        go_named_list(chart.metadata.get("dependencies"), DEP_FIELDS),
+    );
+    m.insert(
+        "Maintainers".into(),
+        go_named_list(chart.metadata.get("maintainers"), MAINTAINER_FIELDS),
+    );
     m.insert(
         "Deprecated".into(),
         Value::Bool(chart.metadata.get("deprecated").is_some_and(Value::truthy)),
     );
-    m.insert("IsRoot".into(), Value::Bool(true));
     Value::Map(m)
+}
+
+/// A list of Chart.yaml maps as Go structs show them: the listed fields under Go's names.
+fn go_named_list(v: Option<&Value>, fields: &[(&str, &str)]) -> Value {
+    let Some(Value::List(items)) = v else {
+        return Value::Null;
+    };
+    let list = items
+        .iter()
+        .map(|item| {
+            let mut m = Map::new();
+            for (yaml_key, go_key) in fields {
+                let x = item.as_map().and_then(|im| im.get(*yaml_key)).cloned();
+                m.insert((*go_key).into(), x.unwrap_or_else(|| Value::str("")));
+            }
+            Value::Map(m)
+        })
+        .collect();
+    Value::List(list)
 }
 
 fn release(opts: &Options) -> Value {
@@ -450,6 +486,39 @@ mod tests {
             r.failures[0].reason
         );
         assert!(r.failures[1].reason.contains("required: x is required"));
+    }
+
+    #[test]
+    fn a_partial_that_does_not_parse_is_reported() {
+        let c = chart(&[
+            ("Chart.yaml", "apiVersion: v2\nname: app\nversion: 1.0.0\n"),
+            ("templates/_h.tpl", "{{ define \"x\" }}\n{{ if }}{{ end }}"),
+            ("templates/a.yaml", "{{ include \"x\" . }}"),
+            ("templates/b.yaml", "b: {{ 0x1p4 }}"),
+        ]);
+        let r = render(&c, &Options::default()).unwrap();
+        assert_eq!(r.files.len(), 1);
+        assert_eq!(r.files[0].content, "b: 16");
+        let paths: Vec<(&str, usize)> = r.failures.iter().map(|f| (f.path.as_str(), f.line)).collect();
+        assert_eq!(paths, vec![("app/templates/_h.tpl", 2), ("app/templates/a.yaml", 1)]);
+        assert!(
+            r.failures[0].reason.starts_with("parse error:"),
+            "{}",
+            r.failures[0].reason
+        );
+    }
+
+    #[test]
+    fn chart_object_uses_go_field_names() {
+        let c = chart(&[
+            (
+                "Chart.yaml",
+                "apiVersion: v2\nname: app\nversion: 1.0.0\nmaintainers:\n- name: me\ndependencies:\n- name: db\n  version: 1.x\n",
+            ),
+            ("templates/a.yaml", "{{ (index .Chart.Maintainers 0).Name }} {{ (first .Chart.Dependencies).Version }} {{ .Chart.Type }}|{{ .Chart.APIVersion }}"),
+        ]);
+        let r = render(&c, &Options::default()).unwrap();
+        assert_eq!(r.files[0].content, "me 1.x |v2");
     }
 
     #[test]

@@ -474,11 +474,34 @@ fn parse_number(s: &str) -> Option<crate::value::Value> {
     if let Some(i) = crate::value::parse_go_int(s) {
         return Some(Value::Int(i));
     }
-    s.replace('_', "")
-        .parse::<f64>()
-        .ok()
-        .filter(|f| f.is_finite())
-        .map(Value::Float)
+    let clean = s.replace('_', "");
+    if let Some(f) = parse_hex_float(&clean) {
+        return Some(Value::Float(f));
+    }
+    clean.parse::<f64>().ok().filter(|f| f.is_finite()).map(Value::Float)
+}
+
+/// Go's hexadecimal floating-point literal: `0x1p60`, `-0x1.8p-3`.
+fn parse_hex_float(s: &str) -> Option<f64> {
+    let (neg, body) = match s.strip_prefix('-') {
+        Some(r) => (true, r),
+        None => (false, s.strip_prefix('+').unwrap_or(s)),
+    };
+    let body = body.strip_prefix("0x").or_else(|| body.strip_prefix("0X"))?;
+    let (mant, exp) = body.split_once(['p', 'P'])?;
+    let exp: i32 = exp.parse().ok()?;
+    let (int_part, frac_part) = mant.split_once('.').unwrap_or((mant, ""));
+    let mut v = 0f64;
+    for c in int_part.chars() {
+        v = v * 16.0 + f64::from(c.to_digit(16)?);
+    }
+    let mut scale = 1.0 / 16.0;
+    for c in frac_part.chars() {
+        v += f64::from(c.to_digit(16)?) * scale;
+        scale /= 16.0;
+    }
+    let v = v * 2f64.powi(exp.clamp(-1100, 1100));
+    v.is_finite().then_some(if neg { -v } else { v })
 }
 
 #[cfg(test)]
@@ -509,6 +532,18 @@ mod tests {
             }
             n => panic!("{n:?}"),
         }
+    }
+
+    #[test]
+    fn number_literals() {
+        use crate::value::Value;
+        assert_eq!(parse_number("0x1p60"), Some(Value::Float(2f64.powi(60))));
+        assert_eq!(parse_number("1e18"), Some(Value::Float(1e18)));
+        assert_eq!(parse_number("0x1F"), Some(Value::Int(31)));
+        assert_eq!(parse_number("-2"), Some(Value::Int(-2)));
+        assert_eq!(parse_number("1_000"), Some(Value::Int(1000)));
+        assert_eq!(parse_number("1.5"), Some(Value::Float(1.5)));
+        assert_eq!(parse_number("1x"), None);
     }
 
     #[test]
