@@ -33,6 +33,19 @@
 //! Hostile input is bounded: template call depth 100, output 16 MiB per file, loop
 //! iterations, YAML alias expansion, chart file sizes (10 MiB each, 100 MiB in all).
 //!
+//! # Where it differs from Helm
+//! - Not implemented: `import-values`/`exports` between charts, `.helmignore`,
+//!   values.schema.json validation, the methods of `.Values` (`AsMap`, `YAML`, `Table`),
+//!   `toYaml`'s folding of long strings (the YAML is equivalent), real `lookup`/DNS/time
+//!   zones (`lookup` is an empty map, dates are UTC, `toDate` is the epoch).
+//! - More lenient than Go: functions convert their arguments (a missing value passed where
+//!   Go wants a string renders as "" instead of failing "wrong type for value"); `eq`/`lt`
+//!   compare an int with a float as numbers; unknown functions and undefined variables fail
+//!   when executed, not when the file is parsed.
+//! - `set`/`unset`/`merge` change the variable or field they were given (written back), not
+//!   other references to the same map as Go's shared maps would.
+//! - Helm fails the whole chart on any error; here each file fails on its own.
+//!
 //! # Why not an existing crate
 //! `gtmpl` 0.7 (the only Go-template crate of note) passes functions only their argument
 //! values, so `include` and `tpl` cannot reach the template set; it has no `break`/

@@ -131,6 +131,7 @@ fn format_one(verb: char, arg: &Value, prec: Option<usize>, plus: bool, space: b
         }
     };
     match verb {
+        _ if matches!(arg, Value::Null) && verb != 'v' && verb != 'T' => format!("%!{verb}(<nil>)"),
         'v' => match arg {
             Value::String(s) if sharp => quote(s),
             Value::Int(i) => sign(*i < 0, i.to_string()),
@@ -310,6 +311,7 @@ mod tests {
         assert_eq!(s("%s", vec![]), "%!s(MISSING)");
         assert_eq!(s("v%s", vec!["1.2".into()]), "v1.2");
         assert_eq!(s("100%%", vec![]), "100%");
+        assert_eq!(s("%s|%v", vec![Value::Null, Value::Null]), "%!s(<nil>)|<nil>");
     }
 
     #[test]

@@ -44,7 +44,8 @@ pub fn call(name: &str, a: &[Value]) -> Option<FnResult> {
                 .collect::<Vec<_>>()
                 .join(" "),
         )),
-        "toString" => want(name, a, 1).and_then(|_| s(&arg(0))),
+        // Sprig's strval prints nil with %v: "<nil>".
+        "toString" => want(name, a, 1).map(|_| Value::String(a[0].to_go_string())),
         "trim" => want(name, a, 1).and_then(|_| s(arg(0).trim())),
         "trimAll" => want(name, a, 2).and_then(|_| {
             let cut = arg(0);
