@@ -42,8 +42,11 @@
 //!   Go wants a string renders as "" instead of failing "wrong type for value"); `eq`/`lt`
 //!   compare an int with a float as numbers; unknown functions and undefined variables fail
 //!   when executed, not when the file is parsed.
-//! - `set`/`unset`/`merge` change the variable or field they were given (written back), not
-//!   other references to the same map as Go's shared maps would.
+//! - Maps are values, not Go's shared references: `set`/`unset`/`merge` change the variable
+//!   or field they were given, and a template run by `template`/`include`/`tpl` that changes
+//!   its data hands the change back to the caller's argument (vault's `set . "x"` helpers);
+//!   a change made through another path to the same map (a `with` element, a map inside a
+//!   `dict`) is not seen elsewhere.
 //! - Helm fails the whole chart on any error; here each file fails on its own.
 //!
 //! # Why not an existing crate

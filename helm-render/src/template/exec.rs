@@ -62,6 +62,12 @@ pub struct Executor<'a> {
     written: usize,
     /// State of the deterministic generator behind `randAlphaNum`, `uuidv4`, ...
     pub(crate) rand_state: u64,
+    /// Dot is the template's own data (not a `with`/`range` element), so it and `$` are one.
+    dot_is_root: bool,
+    /// Count of write-backs, to tell whether a called template changed its data.
+    mutations: u64,
+    /// The changed data of the last `include`/`tpl`, for the caller to write back.
+    returned: Option<Value>,
 }
 
 type Vars = Vec<(String, Value)>;
@@ -85,6 +91,9 @@ impl<'a> Executor<'a> {
             line: 1,
             written: 0,
             rand_state: 0x9E37_79B9_7F4A_7C15,
+            dot_is_root: true,
+            mutations: 0,
+            returned: None,
         }
     }
 
@@ -94,14 +103,17 @@ impl<'a> Executor<'a> {
             line: self.line,
             message: format!("no such template {name:?}"),
         })?;
-        self.run(&list, data)
+        self.run(&list, data).map(|(out, _)| out)
     }
 
     fn lookup(&self, name: &str) -> Option<Arc<List>> {
         self.extra.get(name).cloned().or_else(|| self.set.get(name))
     }
 
-    fn run(&mut self, list: &List, data: &Value) -> Result<String, ExecError> {
+    /// Runs a template body with `data` as dot and `$`; returns its text and, when the
+    /// template changed its data (`set . "k" v`), the changed data: Go's maps are shared,
+    /// so the caller sees such changes.
+    fn run(&mut self, list: &List, data: &Value) -> Result<(String, Option<Value>), ExecError> {
         if self.depth >= self.limits.max_depth {
             return err(
                 self.line,
@@ -110,25 +122,34 @@ impl<'a> Executor<'a> {
         }
         self.depth += 1;
         let saved_line = self.line;
+        let saved_root = std::mem::replace(&mut self.dot_is_root, true);
+        let before = self.mutations;
         let mut vars: Vars = vec![("$".to_string(), data.clone())];
         let mut out = String::new();
         let mut dot = data.clone();
         let r = self.list(list, &mut dot, &mut vars, &mut out);
         self.depth -= 1;
         self.line = saved_line;
-        r.map(|_| out)
+        self.dot_is_root = saved_root;
+        let changed = (self.mutations > before).then(|| vars.swap_remove(0).1);
+        r.map(|_| (out, changed))
     }
 
     /// `include`: executes a named template and returns its output.
     pub(crate) fn include(&mut self, name: &str, data: &Value) -> Result<String, String> {
         let outer = self.line;
-        self.execute(name, data).map_err(|e| {
+        let list = self
+            .lookup(name)
+            .ok_or_else(|| format!("error calling include: no such template {name:?}"))?;
+        let (out, changed) = self.run(&list, data).map_err(|e| {
             self.line = outer;
             format!(
                 "error calling include: template {name:?}: line {}: {}",
                 e.line, e.message
             )
-        })
+        })?;
+        self.returned = changed;
+        Ok(out)
     }
 
     /// `tpl`: parses `text` as a template (its defines become visible) and executes it.
@@ -138,10 +159,12 @@ impl<'a> Executor<'a> {
             self.extra.insert(k, v);
         }
         let outer = self.line;
-        self.run(&parsed.body, data).map_err(|e| {
+        let (out, changed) = self.run(&parsed.body, data).map_err(|e| {
             self.line = outer;
             format!("error calling tpl: line {}: {}", e.line, e.message)
-        })
+        })?;
+        self.returned = changed;
+        Ok(out)
     }
 
     fn list(&mut self, list: &List, dot: &mut Value, vars: &mut Vars, out: &mut String) -> Result<Flow, ExecError> {
@@ -184,7 +207,10 @@ impl<'a> Executor<'a> {
                 let v = self.pipe(pipe, dot, vars)?;
                 let r = if v.truthy() {
                     let mut inner = v;
-                    self.list(body, &mut inner, vars, out)
+                    let saved_root = std::mem::replace(&mut self.dot_is_root, false);
+                    let r = self.list(body, &mut inner, vars, out);
+                    self.dot_is_root = saved_root;
+                    r
                 } else {
                     self.list(otherwise, dot, vars, out)
                 };
@@ -202,11 +228,18 @@ impl<'a> Executor<'a> {
                     line: *line,
                     message: format!("no such template {name:?}"),
                 })?;
-                let s = self.run(&list, &data).map_err(|e| ExecError {
+                let (s, changed) = self.run(&list, &data).map_err(|e| ExecError {
                     line: *line,
                     message: format!("template {name:?}: line {}: {}", e.line, e.message),
                 })?;
                 out.push_str(&s);
+                if let (Some(v), Some(p)) = (changed, pipe) {
+                    if let [cmd] = p.cmds.as_slice() {
+                        if let ([target], true) = (cmd.args.as_slice(), p.decl.is_empty()) {
+                            self.write_back(target, &v, dot, vars);
+                        }
+                    }
+                }
             }
             Node::Break(_) => return Ok(Flow::Break),
             Node::Continue(_) => return Ok(Flow::Continue),
@@ -276,7 +309,9 @@ impl<'a> Executor<'a> {
                 }
             }
             let mut inner = v;
+            let saved_root = std::mem::replace(&mut self.dot_is_root, false);
             let flow = self.list(body, &mut inner, vars, out);
+            self.dot_is_root = saved_root;
             vars.truncate(inner_mark);
             match flow? {
                 Flow::Break => break,
@@ -320,10 +355,18 @@ impl<'a> Executor<'a> {
                 for a in &cmd.args[1..] {
                     args.push(self.arg(a, dot, vars)?);
                 }
+                let data_is_piped = piped.is_some();
                 if let Some(p) = piped {
                     args.push(p);
                 }
+                self.returned = None;
                 let result = funcs::call(self, name, args).map_err(|m| ExecError { line, message: m })?;
+                // A template run by include/tpl that changed its data: write it back.
+                if let (Some(v), false) = (self.returned.take(), data_is_piped) {
+                    if let Some(target) = cmd.args.get(2) {
+                        self.write_back(target, &v, dot, vars);
+                    }
+                }
                 if let Value::String(s) = &result {
                     if s.len() > self.limits.max_output {
                         return err(line, format!("{name}: result exceeds {} bytes", self.limits.max_output));
@@ -333,7 +376,7 @@ impl<'a> Executor<'a> {
                 // references); write the changed map back to the variable or field named.
                 if funcs::mutates_first_arg(name) {
                     if let (Some(target), Value::Map(_)) = (cmd.args.get(1), &result) {
-                        write_back(target, &result, dot, vars);
+                        self.write_back(target, &result, dot, vars);
                     }
                 }
                 Ok(result)
@@ -459,6 +502,36 @@ impl<'a> Executor<'a> {
         }
     }
 
+    /// Writes a changed map back to where it came from: the first argument of `set`/`merge`,
+    /// or the data of a template that changed it. Dot and `$` are kept one while dot is root.
+    fn write_back(&mut self, target: &Arg, value: &Value, dot: &mut Value, vars: &mut Vars) {
+        self.mutations += 1;
+        let root = self.dot_is_root;
+        match target {
+            Arg::Dot => {
+                *dot = value.clone();
+                if root {
+                    set_path(&mut vars[0].1, &[], value.clone());
+                }
+            }
+            Arg::Field(fields) => {
+                set_path(dot, fields, value.clone());
+                if root {
+                    set_path(&mut vars[0].1, fields, value.clone());
+                }
+            }
+            Arg::Variable(name, fields) => {
+                if let Some(slot) = vars.iter_mut().rev().find(|(n, _)| n == name) {
+                    set_path(&mut slot.1, fields, value.clone());
+                }
+                if name == "$" && root {
+                    set_path(dot, fields, value.clone());
+                }
+            }
+            _ => {}
+        }
+    }
+
     /// Evaluates `.a.b.c` on `base`; `args` go to the last element when it is a method.
     fn fields(&mut self, base: &Value, fields: &[String], args: Vec<Value>, line: usize) -> Result<Value, ExecError> {
         // Go turns a nil pipeline result (or variable, or dot) into an invalid value, and a
@@ -527,24 +600,6 @@ fn field(recv: &Value, name: &str, args: Vec<Value>) -> Result<Value, String> {
             _ => Err(format!("can't evaluate field {name} in type chartutil.VersionSet")),
         },
         other => Err(format!("can't evaluate field {name} in type {}", other.type_name())),
-    }
-}
-
-/// Writes a changed map back to where the first argument of `set`/`merge` came from.
-fn write_back(target: &Arg, value: &Value, dot: &mut Value, vars: &mut Vars) {
-    match target {
-        Arg::Dot => *dot = value.clone(),
-        Arg::Field(fields) => set_path(dot, fields, value.clone()),
-        Arg::Variable(name, fields) => {
-            if let Some(slot) = vars.iter_mut().rev().find(|(n, _)| n == name) {
-                set_path(&mut slot.1, fields, value.clone());
-            }
-            // `$` and dot are often the same map at the top of a template.
-            if name == "$" && vars.len() == 1 {
-                set_path(dot, fields, value.clone());
-            }
-        }
-        _ => {}
     }
 }
 

@@ -213,3 +213,18 @@ fn sprig_edge_cases_charts_rely_on() {
     assert!(fails("{{ required \"need x\" .Values.missing }}").contains("required: need x"));
     assert!(fails("{{ fail \"nope\" }}").contains("fail: nope"));
 }
+
+#[test]
+fn a_called_template_changing_its_data_is_seen_by_the_caller() {
+    // As vault's chart does: helpers `set . "serverEnabled" ...` and callers test the key.
+    let defs = r#"{{ define "flag" }}{{ $_ := set . "flagged" (eq .Values.name "web") }}{{ end }}{{ define "twice" }}{{ template "flag" . }}{{ $_ := set . "both" .flagged }}{{ end }}"#;
+    let out = render_with(defs, r#"{{ template "flag" . }}{{ .flagged }} {{ $.flagged }}"#);
+    assert_eq!(out.unwrap(), "true true");
+    let out = render_with(defs, r#"{{ include "twice" . }}{{ .both }}"#);
+    assert_eq!(out.unwrap(), "true");
+    let out = render_with(
+        defs,
+        r#"{{ $ctx := dict "Values" .Values }}{{ include "flag" $ctx }}{{ $ctx.flagged }}|{{ .flagged }}"#,
+    );
+    assert_eq!(out.unwrap(), "true|<no value>");
+}
