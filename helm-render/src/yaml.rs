@@ -39,6 +39,43 @@ pub fn load_all(text: &str) -> Result<Vec<Value>, YamlError> {
 }
 
 fn load_docs(text: &str, numbers_as_text: bool) -> Result<Vec<Value>, YamlError> {
+    match load_docs_strict(text, numbers_as_text) {
+        Ok(v) => Ok(v),
+        Err(e) => match reindent_flow_closers(text) {
+            Some(repaired) => load_docs_strict(&repaired, numbers_as_text).map_err(|_| e),
+            None => Err(e),
+        },
+    }
+}
+
+/// Go's YAML parser accepts a flow collection whose closing `]`/`}` line is indented no
+/// deeper than its key (`args: [` ... `]` under `args`); the YAML spec and saphyr do not.
+/// Such a line holds only flow punctuation, whose indentation means nothing, so it is moved
+/// to the previous line's indentation. `None` when there is no such line.
+fn reindent_flow_closers(text: &str) -> Option<String> {
+    let mut out = String::with_capacity(text.len() + 64);
+    let mut prev_indent = 0;
+    let mut changed = false;
+    for line in text.split_inclusive('\n') {
+        let body = line.trim_end_matches(['\n', '\r']);
+        let trimmed = body.trim_start();
+        let indent = body.len() - trimmed.len();
+        let closer = !trimmed.is_empty() && trimmed.chars().all(|c| matches!(c, ']' | '}' | ',' | ' '));
+        if closer && indent <= prev_indent {
+            out.extend(std::iter::repeat_n(' ', prev_indent + 1));
+            out.push_str(&line[indent..]);
+            changed = true;
+            continue;
+        }
+        if !trimmed.is_empty() && !trimmed.starts_with('#') {
+            prev_indent = indent;
+        }
+        out.push_str(line);
+    }
+    changed.then_some(out)
+}
+
+fn load_docs_strict(text: &str, numbers_as_text: bool) -> Result<Vec<Value>, YamlError> {
     let mut loader = Loader {
         parser: Parser::new_from_str(text),
         anchors: HashMap::new(),
@@ -585,6 +622,16 @@ mod tests {
             ));
         }
         assert!(load(&text).is_err());
+    }
+
+    #[test]
+    fn flow_closer_at_key_indentation_is_accepted_as_go_does() {
+        let v = load("vault:\n  server:\n    args: [\n      \"server\",\n      \"-dev\"\n    ]\n    x: 1\n").unwrap();
+        assert_eq!(
+            v.path("vault.server.args"),
+            Some(&Value::List(vec!["server".into(), "-dev".into()]))
+        );
+        assert_eq!(v.path("vault.server.x"), Some(&Value::Float(1.0)));
     }
 
     #[test]
