@@ -141,6 +141,18 @@ fn format_one(verb: char, arg: &Value, prec: Option<usize>, plus: bool, space: b
         's' => match arg {
             Value::String(s) => truncate(s, prec),
             Value::Int(_) | Value::Float(_) | Value::Bool(_) => bad(verb, arg),
+            // fmt applies the verb to each element.
+            Value::List(l) => {
+                let items: Vec<String> = l.iter().map(|v| format_one('s', v, prec, plus, space, sharp)).collect();
+                format!("[{}]", items.join(" "))
+            }
+            Value::Map(m) => {
+                let items: Vec<String> = m
+                    .iter()
+                    .map(|(k, v)| format!("{k}:{}", format_one('s', v, prec, plus, space, sharp)))
+                    .collect();
+                format!("map[{}]", items.join(" "))
+            }
             other => truncate(&other.to_go_string(), prec),
         },
         'q' => match arg {
@@ -185,6 +197,7 @@ fn format_one(verb: char, arg: &Value, prec: Option<usize>, plus: bool, space: b
                         s
                     }
                 }
+                'G' => format_float_g(f).to_uppercase(),
                 _ => format_float_g(f),
             };
             sign(f < 0.0, s)
@@ -222,6 +235,10 @@ fn format_one(verb: char, arg: &Value, prec: Option<usize>, plus: bool, space: b
             _ => bad(verb, arg),
         },
         'T' => arg.type_name().to_string(),
+        'U' => match arg {
+            Value::Int(i) => format!("U+{:04X}", i),
+            _ => bad(verb, arg),
+        },
         _ => format!("%!{verb}({}={})", arg.type_name(), to_str(arg)),
     }
 }
@@ -312,6 +329,12 @@ mod tests {
         assert_eq!(s("v%s", vec!["1.2".into()]), "v1.2");
         assert_eq!(s("100%%", vec![]), "100%");
         assert_eq!(s("%s|%v", vec![Value::Null, Value::Null]), "%!s(<nil>)|<nil>");
+        let m = crate::yaml::load("a: 2\ns: x").unwrap();
+        assert_eq!(s("%s", vec![m]), "map[a:%!s(float64=2) s:x]");
+        assert_eq!(
+            s("%U %G", vec![Value::Int(65), Value::Float(0.00001234)]),
+            "U+0041 1.234E-05"
+        );
     }
 
     #[test]

@@ -95,9 +95,9 @@ pub fn call(ex: &mut Executor<'_>, name: &str, args: Vec<Value>) -> FnResult {
                 _ => o.is_ge(),
             }))
         }
-        "html" => Ok(Value::String(strings::html_escape(&gofmt::sprint(a)))),
-        "js" => Ok(Value::String(strings::js_escape(&gofmt::sprint(a)))),
-        "urlquery" => Ok(Value::String(strings::query_escape(&gofmt::sprint(a)))),
+        "html" => Ok(Value::String(strings::html_escape(&escaper_text(a)))),
+        "js" => Ok(Value::String(strings::js_escape(&escaper_text(a)))),
+        "urlquery" => Ok(Value::String(strings::query_escape(&escaper_text(a)))),
         "call" => Err("call of a non-function value".into()),
 
         // Helm's own functions.
@@ -247,6 +247,22 @@ pub fn call(ex: &mut Executor<'_>, name: &str, args: Vec<Value>) -> FnResult {
             Err(format!("function {name:?} not defined"))
         }
     }
+}
+
+/// The text Go's `html`/`js`/`urlquery` escape: their arguments printed as an action
+/// prints them (nil is "<no value>").
+fn escaper_text(a: &[Value]) -> String {
+    let printable: Vec<Value> = a
+        .iter()
+        .map(|v| {
+            if matches!(v, Value::Null) {
+                Value::str("<no value>")
+            } else {
+                v.clone()
+            }
+        })
+        .collect();
+    gofmt::sprint(&printable)
 }
 
 fn unreachable_and_or(name: &str) -> FnResult {

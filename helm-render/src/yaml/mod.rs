@@ -1,6 +1,6 @@
 //! YAML to [`Value`] as Helm reads it through `sigs.k8s.io/yaml`: YAML 1.1 scalars
 //! (`yes`/`on` are booleans), every number a float64, anchors and `<<` merge keys. The
-//! write side, `toYaml`, is in [`dump`].
+//! write side, `toYaml`, is in `dump.rs`.
 
 mod dump;
 
