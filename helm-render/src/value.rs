@@ -312,7 +312,8 @@ pub fn format_float_json(f: f64) -> String {
         return "null".into();
     }
     if f == f.trunc() && f.abs() < 1e21 {
-        return format!("{}", f as i128);
+        // Shortest digits, zero-padded, as Go writes 1.2345678901234567e19.
+        return format!("{f}");
     }
     let abs = f.abs();
     if !(1e-6..1e21).contains(&abs) {

@@ -7,15 +7,23 @@ use saphyr_parser::ScalarStyle;
 use super::resolve_scalar;
 use crate::value::{format_float_g, Map, Value};
 
+/// yaml.v2 folds plain and single-quoted scalars at spaces once a line passes this column.
+const BEST_WIDTH: usize = 80;
+
 /// `toYaml`: keys sorted, block style, two-space indent, lists not indented under their key,
-/// no trailing newline (Helm trims it).
+/// one trailing newline removed (Helm's `strings.TrimSuffix(s, "\n")`).
 pub fn to_yaml(v: &Value) -> String {
     let mut out = String::new();
     dump(v, 0, &mut out);
-    while out.ends_with('\n') {
+    if out.ends_with('\n') {
         out.pop();
     }
     out
+}
+
+/// The column the next character written to `out` lands in.
+fn column(out: &str) -> usize {
+    out[out.rfind('\n').map_or(0, |i| i + 1)..].chars().count()
 }
 
 fn dump(v: &Value, indent: usize, out: &mut String) {
@@ -27,7 +35,8 @@ fn dump(v: &Value, indent: usize, out: &mut String) {
             dump(&Value::Map(m), indent, out);
         }
         other => {
-            out.push_str(&scalar(other, indent));
+            let col = column(out);
+            out.push_str(&scalar(other, indent, col));
             out.push('\n');
         }
     }
@@ -68,7 +77,8 @@ fn dump_map(m: &Map, indent: usize, out: &mut String) {
             }
             _ => {
                 out.push(' ');
-                out.push_str(&scalar(v, indent + 2));
+                let col = column(out);
+                out.push_str(&scalar(v, indent + 2, col));
                 out.push('\n');
             }
         }
@@ -87,13 +97,13 @@ fn dump_list(l: &[Value], indent: usize, out: &mut String) {
     }
 }
 
-fn scalar(v: &Value, indent: usize) -> String {
+fn scalar(v: &Value, indent: usize, col: usize) -> String {
     match v {
         Value::Null => "null".into(),
         Value::Bool(b) => b.to_string(),
         Value::Int(i) => i.to_string(),
         Value::Float(f) => yaml_float(*f),
-        Value::String(s) => quote_str(s, indent),
+        Value::String(s) => quote_at(s, indent.max(2), Some(col)),
         Value::Map(_) => "{}".into(),
         Value::List(_) => "[]".into(),
         Value::Files(_) => "{}".into(),
@@ -104,7 +114,8 @@ fn scalar(v: &Value, indent: usize) -> String {
 /// A float64 as it comes out of Helm's JSON round trip: integral values print as integers.
 fn yaml_float(f: f64) -> String {
     if f.is_finite() && f == f.trunc() && f.abs() < 1e21 {
-        format!("{}", f as i128)
+        // Go's JSON writes the shortest digits, zero-padded: 12345678901234567000.
+        format!("{f}")
     } else if f.is_nan() {
         ".nan".into()
     } else if f.is_infinite() {
@@ -121,6 +132,11 @@ fn yaml_float(f: f64) -> String {
 /// A string scalar in the style yaml.v2 picks: plain, single-quoted, literal block or
 /// double-quoted.
 pub fn quote_str(s: &str, indent: usize) -> String {
+    quote_at(s, indent, None)
+}
+
+/// [`quote_str`] for a scalar starting at column `col` (`None`: never fold, as for keys).
+fn quote_at(s: &str, indent: usize, col: Option<usize>) -> String {
     if s.contains('\n') {
         if let Some(block) = literal_block(s, indent) {
             return block;
@@ -128,16 +144,66 @@ pub fn quote_str(s: &str, indent: usize) -> String {
         return double_quoted(s);
     }
     let resolves_other = !matches!(resolve_scalar(s, ScalarStyle::Plain, None), Value::String(_));
-    if resolves_other || is_base60(s) {
-        return double_quoted(s);
+    if resolves_other || is_base60(s) || is_timestamp(s) {
+        return double_quoted_at(s, col, indent);
+    }
+    // yaml.v2 writes anything with a non-printable character (tab included) double-quoted.
+    if s.chars().any(|c| c.is_control() || c == '\u{feff}') {
+        return double_quoted_at(s, col, indent);
     }
     if plain_allowed(s) {
-        return s.to_string();
+        return fold(s, col, indent, false);
     }
-    if s.chars().all(|c| !c.is_control() || c == '\t') {
-        return format!("'{}'", s.replace('\'', "''"));
+    fold(&format!("'{}'", s.replace('\'', "''")), col, indent, true)
+}
+
+/// yaml.v2's line folding: a single space (not first or last) becomes a line break when the
+/// column has passed [`BEST_WIDTH`].
+fn fold(text: &str, col: Option<usize>, indent: usize, quoted: bool) -> String {
+    let Some(mut column) = col else {
+        return text.to_string();
+    };
+    if column + text.chars().count() <= BEST_WIDTH || !text.contains(' ') {
+        return text.to_string();
     }
-    double_quoted(s)
+    let chars: Vec<char> = text.chars().collect();
+    let (first, last) = if quoted {
+        (1, chars.len() - 2)
+    } else {
+        (0, chars.len() - 1)
+    };
+    let mut out = String::with_capacity(text.len() + 8);
+    let mut spaces = false;
+    for (i, &c) in chars.iter().enumerate() {
+        if c == ' ' {
+            let next_space = chars.get(i + 1) == Some(&' ');
+            if !spaces && column > BEST_WIDTH && !next_space && i > first && i < last {
+                out.push('\n');
+                out.extend(std::iter::repeat_n(' ', indent));
+                column = indent;
+                spaces = true;
+                continue;
+            }
+            spaces = true;
+        } else {
+            spaces = false;
+        }
+        out.push(c);
+        column += 1;
+    }
+    out
+}
+
+/// A YAML 1.1 timestamp (`2024-01-02`, `2024-01-02T10:00:00Z`), which yaml.v2 quotes.
+fn is_timestamp(s: &str) -> bool {
+    static RE: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    RE.get_or_init(|| {
+        regex::Regex::new(
+            r"^[0-9]{4}-[0-9]{1,2}-[0-9]{1,2}(([Tt]|[ \t]+)[0-9]{1,2}:[0-9]{1,2}:[0-9]{1,2}(\.[0-9]*)?([ \t]*(Z|[-+][0-9]{1,2}(:[0-9]{2})?))?)?$",
+        )
+        .expect("constant regex is valid")
+    })
+    .is_match(s)
 }
 
 fn is_base60(s: &str) -> bool {
@@ -209,6 +275,46 @@ fn literal_block(s: &str, indent: usize) -> Option<String> {
     Some(out)
 }
 
+/// A double-quoted scalar folded as yaml.v2 does: past [`BEST_WIDTH`] a space becomes a
+/// line break, and a following space is kept by escaping the break with `\`.
+fn double_quoted_at(s: &str, col: Option<usize>, indent: usize) -> String {
+    let plain = double_quoted(s);
+    let Some(mut column) = col else {
+        return plain;
+    };
+    if column + plain.chars().count() <= BEST_WIDTH {
+        return plain;
+    }
+    let chars: Vec<char> = s.chars().collect();
+    let mut out = String::from("\"");
+    column += 1;
+    let mut spaces = false;
+    for (i, &c) in chars.iter().enumerate() {
+        if c == ' ' {
+            if !spaces && column > BEST_WIDTH && i > 0 && i + 1 < chars.len() {
+                out.push('\n');
+                out.extend(std::iter::repeat_n(' ', indent));
+                column = indent;
+                if chars.get(i + 1) == Some(&' ') {
+                    out.push('\\');
+                    column += 1;
+                }
+                spaces = true;
+                continue;
+            }
+            spaces = true;
+        } else {
+            spaces = false;
+        }
+        let esc = double_quoted(&c.to_string());
+        let esc = &esc[1..esc.len() - 1];
+        out.push_str(esc);
+        column += esc.chars().count();
+    }
+    out.push('"');
+    out
+}
+
 /// A YAML double-quoted string (JSON-compatible escapes).
 fn double_quoted(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
@@ -248,5 +354,31 @@ mod tests {
         let src = "a:\n  b:\n  - 1\n  - - x\n    - y\n  c: \"null\"\n";
         let v = load(src).unwrap();
         assert_eq!(load(&to_yaml(&v)).unwrap(), v);
+    }
+
+    #[test]
+    fn matches_yaml_v2_details() {
+        let s = |x: &str| to_yaml(&Value::str(x));
+        assert_eq!(s("2024-01-02"), "\"2024-01-02\"");
+        assert_eq!(s("a\tb"), "\"a\\tb\"");
+        assert_eq!(s("0o17"), "\"0o17\"");
+        assert_eq!(s("  lead\nx\n\n"), "|2+\n    lead\n  x\n");
+        assert_eq!(to_yaml(&Value::Float(12345678901234567890.0)), "12345678901234567000");
+        let long = "this is a very long string that goes past eighty characters in width so that yaml might fold it";
+        let mut m = Map::new();
+        m.insert("k".into(), Value::str(long));
+        assert_eq!(
+            to_yaml(&Value::Map(m)),
+            "k: this is a very long string that goes past eighty characters in width so that yaml\n  might fold it"
+        );
+        let quoted =
+            "tab\there and a very long string that goes past eighty characters in width so that yaml might fold";
+        assert_eq!(
+            s(quoted),
+            "\"tab\\there and a very long string that goes past eighty characters in width so that\n  yaml might fold\""
+        );
+        // Folded output reads back as the same value.
+        assert_eq!(load(&s(long)).unwrap(), Value::str(long));
+        assert_eq!(load(&s(quoted)).unwrap(), Value::str(quoted));
     }
 }

@@ -312,6 +312,8 @@ fn parse_yaml_number(text: &str) -> Option<f64> {
     let plain = body.replace('_', "");
     let int = if let Some(h) = plain.strip_prefix("0x") {
         i64::from_str_radix(h, 16).ok()
+    } else if let Some(oct) = plain.strip_prefix("0o") {
+        i64::from_str_radix(oct, 8).ok()
     } else if let Some(bin) = plain.strip_prefix("0b") {
         i64::from_str_radix(bin, 2).ok()
     } else if plain.len() > 1 && plain.starts_with('0') && plain.bytes().all(|c| c.is_ascii_digit()) {
