@@ -36,8 +36,8 @@
 //! # Where it differs from Helm
 //! - Not implemented: `import-values`/`exports` between charts, `.helmignore`,
 //!   values.schema.json validation, the methods of `.Values` (`AsMap`, `YAML`, `Table`),
-//!   real `lookup`/DNS/time
-//!   zones (`lookup` is an empty map, dates are UTC, `toDate` is the epoch).
+//!   real `lookup`/DNS/time zones (`lookup` is an empty map, dates are UTC, `toDate` is the
+//!   epoch).
 //! - More lenient than Go: functions convert their arguments (a missing value passed where
 //!   Go wants a string renders as "" instead of failing "wrong type for value"); `eq`/`lt`
 //!   compare an int with a float as numbers; unknown functions and undefined variables fail

@@ -295,3 +295,43 @@ fn chart_from_tgz_renders_like_the_directory() {
     let from_dir = render(&ChartFiles::from_dir(&dir).unwrap(), &Options::default()).unwrap();
     assert_eq!(from_tgz, from_dir);
 }
+
+#[test]
+fn subchart_packed_as_tgz_in_charts_renders_with_parent_values() {
+    let sub = fixture("printf-image-helper");
+    let mut tar = tar::Builder::new(Vec::new());
+    tar.append_dir_all("kube-state-metrics", &sub).unwrap();
+    let raw = tar.into_inner().unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gz, &raw).unwrap();
+    let mut chart = ChartFiles::default();
+    chart.files.insert(
+        "Chart.yaml".into(),
+        b"apiVersion: v2\nname: stack\nversion: 1.0.0\ndependencies:\n- name: kube-state-metrics\n  version: 6.0.0\n  condition: kube-state-metrics.enabled\n".to_vec(),
+    );
+    chart.files.insert(
+        "values.yaml".into(),
+        b"global:\n  imageRegistry: mirror.local\nkube-state-metrics:\n  enabled: true\n  image:\n    tag: v2.99.0\n"
+            .to_vec(),
+    );
+    chart
+        .files
+        .insert("charts/kube-state-metrics-6.0.0.tgz".into(), gz.finish().unwrap());
+    let r = render(&chart, &Options::default()).unwrap();
+    assert!(r.failures.is_empty(), "{:?}", r.failures);
+    assert_eq!(
+        r.files[0].path,
+        "stack/charts/kube-state-metrics/templates/deployment.yaml"
+    );
+    assert_eq!(
+        images(&r),
+        set(&["mirror.local/kube-state-metrics/kube-state-metrics:v2.99.0"])
+    );
+    let off = Options {
+        values_overrides: vec![b"kube-state-metrics:\n  enabled: false\n".to_vec()],
+        ..Options::default()
+    };
+    let r = render(&chart, &off).unwrap();
+    assert!(r.files.is_empty());
+    assert_eq!(r.skipped_subcharts, vec!["stack/charts/kube-state-metrics".to_string()]);
+}
