@@ -274,9 +274,6 @@ impl<'a> Executor<'a> {
                 }
                 (0..n.max(0)).map(|i| (Value::Int(i), Value::Int(i))).collect()
             }
-            Value::Float(f) if f == f.trunc() && f >= 0.0 && f < self.limits.max_items as f64 => {
-                (0..f as i64).map(|i| (Value::Int(i), Value::Int(i))).collect()
-            }
             Value::Null => Vec::new(),
             Value::Files(f) => f
                 .names()

@@ -74,9 +74,9 @@ pub fn lex(src: &str) -> Result<Vec<Token>, TemplateError> {
         let action_line = line;
         // Comment?
         let rest = &src[pos..];
-        let after_ws = rest.trim_start_matches(is_space);
-        if after_ws.starts_with("/*") {
-            let cstart = pos + (rest.len() - after_ws.len());
+        // As in Go, a comment starts right after "{{" or "{{- ".
+        if rest.starts_with("/*") {
+            let cstart = pos;
             let Some(cend) = find(src, cstart + 2, "*/") else {
                 return Err(TemplateError {
                     line,
@@ -85,9 +85,9 @@ pub fn lex(src: &str) -> Result<Vec<Token>, TemplateError> {
             };
             let mut p = cend + 2;
             let tail = &src[p..];
-            let (trim_right, skip) = if let Some(t) = tail.strip_prefix(" -}}") {
-                let _ = t;
-                (true, 4)
+            let ws = tail.len() - tail.trim_start_matches(is_space).len();
+            let (trim_right, skip) = if ws > 0 && tail[ws..].starts_with("-}}") {
+                (true, ws + 3)
             } else if tail.starts_with("}}") {
                 (false, 2)
             } else {
@@ -406,10 +406,15 @@ mod tests {
         assert_eq!(fields, vec![3, 5]);
     }
 
+    fn parse_comment_with_space_is_an_error() -> bool {
+        super::super::parse("{{ /* c */ }}").is_err() && super::super::parse("{{-  /* c */ }}").is_err()
+    }
+
     #[test]
     fn errors() {
         assert!(lex("{{ .x ").is_err());
         assert!(lex("{{ \"abc }}").is_err());
         assert!(lex("{{/* x ").is_err());
+        assert!(parse_comment_with_space_is_an_error());
     }
 }

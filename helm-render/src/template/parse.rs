@@ -186,6 +186,10 @@ impl Parser {
                                 out.push(self.control(&kw, line)?);
                                 continue;
                             }
+                            "define" if self.depth > 1 => {
+                                // Go allows `define` only at the top level of a file.
+                                return self.err("unexpected <define> in command");
+                            }
                             "define" | "block" => {
                                 self.pos += 1;
                                 if let Some(n) = self.define(kw == "block", line)? {
@@ -552,6 +556,7 @@ mod tests {
         assert_eq!(e.line, 3);
         assert!(parse("{{ end }}").is_err());
         assert!(parse("{{ break }}").is_err());
+        assert!(parse("{{ if 1 }}{{ define \"x\" }}{{ end }}{{ end }}").is_err());
         assert!(parse("{{ .a.b(c) }}").is_err());
     }
 }
