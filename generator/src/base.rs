@@ -82,6 +82,18 @@ pub fn load(path: &Path, key: Option<&Path>, kubefile: &Path, at: Pos, scratch: 
     })
 }
 
+impl Base {
+    /// The `version` of the base's `kubernetes.toml`, when it is a Kubernetes bundle.
+    pub fn kubernetes_version(&self) -> Option<String> {
+        #[derive(serde::Deserialize)]
+        struct KubernetesToml {
+            version: String,
+        }
+        let text = std::fs::read_to_string(self.dir.path().join("tree/kubernetes.toml")).ok()?;
+        toml::from_str::<KubernetesToml>(&text).ok().map(|k| k.version)
+    }
+}
+
 fn input_entry(e: &Entry, tree: &Path) -> InputEntry {
     match e {
         Entry::Dir { path, mode } => InputEntry::Dir {

@@ -15,10 +15,9 @@ use bundle_format::write::{self, InputBlob, InputEntry};
 use tempfile::TempDir;
 
 use crate::cli::{BuildArgs, FetchArgs, KubefileArgs};
-use crate::context::{self, Kind};
 use crate::discover::{self, Found};
 use crate::kubefile::{self, Base, Kubefile};
-use crate::{atomic, base, fetch, signing_key};
+use crate::{atomic, base, base_store, fetch, layers, signing_key};
 
 /// Everything a build will write, decided before any byte of the bundle is.
 pub struct Plan {
@@ -37,7 +36,13 @@ pub struct Plan {
 
 pub fn run(args: &BuildArgs) -> Result<()> {
     let kubefile = load_kubefile(&args.input)?;
-    let plan = plan(&args.input, &kubefile, output_dir(&args.output), args.tag.as_deref())?;
+    let plan = plan(
+        &args.input,
+        &kubefile,
+        output_dir(&args.output),
+        args.tag.as_deref(),
+        false,
+    )?;
     if args.dry_run {
         print_plan(&plan, args.json);
         return Ok(());
@@ -135,7 +140,15 @@ pub fn load_kubefile(args: &KubefileArgs) -> Result<Kubefile> {
 
 /// Decide every entry of the bundle (the base's, then each COPY and APP over it) and every
 /// image it must carry. `scratch` holds an unpacked base while the bundle is written.
-pub fn plan(args: &KubefileArgs, kubefile: &Kubefile, scratch: &Path, tag: Option<&str>) -> Result<Plan> {
+/// With `allow_unresolved_base` (`delivery images`), a `FROM` name that resolves to nothing is a
+/// warning and the plan holds only the Kubefile's own files and images.
+pub fn plan(
+    args: &KubefileArgs,
+    kubefile: &Kubefile,
+    scratch: &Path,
+    tag: Option<&str>,
+    allow_unresolved_base: bool,
+) -> Result<Plan> {
     let kubefile_dir = match args.kubefile.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
@@ -144,47 +157,50 @@ pub fn plan(args: &KubefileArgs, kubefile: &Kubefile, scratch: &Path, tag: Optio
     let mut entries = BTreeMap::new();
     let mut newest = mtime(&args.kubefile)?;
 
+    let mut base_error = None;
     let base = match &kubefile.base {
         Base::Scratch => None,
-        Base::Bundle { path, at } => {
-            let path = kubefile_dir.join(path);
-            newest = newest.max(mtime(&path)?);
-            let b = base::load(&path, args.base_key.as_deref(), &args.kubefile, *at, scratch)?;
-            for e in &b.entries {
-                entries.insert(e.path().to_string(), e.clone());
-            }
-            Some(b)
-        }
-    };
-
-    let planned = context::resolve(&context_dir, kubefile).map_err(|e| anyhow!("{e}"))?;
-    for p in planned {
-        let entry = match p.kind {
-            // An implicit parent (no source) must not override a directory the base defines.
-            Kind::Dir { .. } if p.source.as_os_str().is_empty() && entries.contains_key(&p.dest) => continue,
-            Kind::Dir { mode } => InputEntry::Dir {
-                path: p.dest.clone(),
-                mode,
-            },
-            Kind::Symlink { target } => InputEntry::Symlink {
-                path: p.dest.clone(),
-                target,
-            },
-            Kind::File { mode, size } => {
-                newest = newest.max(mtime(&p.source)?);
-                let stored = write::looks_compressed(&p.source, size)
-                    .with_context(|| format!("failed to read {}", p.source.display()))?;
-                InputEntry::File {
-                    path: p.dest.clone(),
-                    mode,
-                    source: p.source,
-                    size,
-                    stored,
+        Base::Bundle { path: text, at } => match resolve_base(args, &kubefile_dir, text, *at, &kubefile.path)? {
+            Ok(resolved) => {
+                newest = newest.max(mtime(&resolved.path)?);
+                let key = args.base_key.as_deref().or(resolved.key.as_deref());
+                let b = base::load(&resolved.path, key, &args.kubefile, *at, scratch)?;
+                for e in &b.entries {
+                    entries.insert(e.path().to_string(), e.clone());
                 }
+                Some(b)
             }
-        };
-        // A later layer wins; a directory over a directory keeps the children of both.
-        entries.insert(p.dest, entry);
+            Err(e) if allow_unresolved_base => {
+                terminal::log(format_args!(
+                    "warning: {e:#}
+warning: the images of base `{text}` are missing from this list: only the Kubefile's own are listed"
+                ));
+                None
+            }
+            Err(e) => {
+                base_error = Some(e);
+                None
+            }
+        },
+    };
+    check_kube_version(kubefile, base.as_ref())?;
+
+    // Every COPY, APP and RUN over the base; errors of the base and of the context together.
+    if let Err(e) = layers::apply(&context_dir, kubefile, &mut entries, scratch, args.no_run) {
+        match base_error {
+            Some(b) => bail!("{b:#}\n{e:#}"),
+            None => return Err(e),
+        }
+    }
+    if let Some(b) = base_error {
+        return Err(b);
+    }
+    for e in entries.values() {
+        if let InputEntry::File { source, .. } = e {
+            if !source.starts_with(scratch) {
+                newest = newest.max(mtime(source)?);
+            }
+        }
     }
 
     let created = match std::env::var("SOURCE_DATE_EPOCH") {
@@ -244,6 +260,56 @@ pub fn plan(args: &KubefileArgs, kubefile: &Kubefile, scratch: &Path, tag: Optio
     })
 }
 
+/// Where `FROM <text>` comes from: a `--base` mapping, a file at that path (relative to the
+/// Kubefile), or a name in the base store. The inner error is a name that resolves to nothing.
+fn resolve_base(
+    args: &KubefileArgs,
+    kubefile_dir: &Path,
+    text: &str,
+    at: kubefile::Pos,
+    kubefile: &Path,
+) -> Result<std::result::Result<base_store::Resolved, anyhow::Error>> {
+    let mapped = base_store::parse_mappings(&args.bases)?;
+    if let Some((_, file)) = mapped.iter().find(|(n, _)| n == text) {
+        return Ok(Ok(base_store::Resolved {
+            path: file.clone(),
+            key: None,
+        }));
+    }
+    let path = kubefile_dir.join(text);
+    if path.exists() || base_store::looks_like_path(text) {
+        return Ok(Ok(base_store::Resolved { path, key: None }));
+    }
+    let store = base_store::store_dir(args.base_store.as_deref())?;
+    Ok(match base_store::find(&store, text)? {
+        Some(r) => Ok(r),
+        None => Err(base_store::unresolved(kubefile, at, text, &store)),
+    })
+}
+
+/// KUBEVERSION against the base bundle's Kubernetes version (its `kubernetes.toml`).
+fn check_kube_version(kubefile: &Kubefile, base: Option<&base::Base>) -> Result<()> {
+    let Some((text, at)) = &kubefile.kube_version else {
+        return Ok(());
+    };
+    let at = format!("{}:{at}", kubefile.path.display());
+    let Some(version) = base.and_then(|b| b.kubernetes_version()) else {
+        terminal::log(format_args!(
+            "warning: {at}: KUBEVERSION {text} is not checked: the base bundle carries no kubernetes.toml"
+        ));
+        return Ok(());
+    };
+    let constraint = crate::kube_version::Constraint::parse(text).map_err(|e| anyhow!("{at}: KUBEVERSION {e}"))?;
+    let parsed = crate::kube_version::Version::parse(&version)
+        .ok_or_else(|| anyhow!("the base bundle's kubernetes.toml has version `{version}`, which is not a version"))?;
+    if !constraint.matches(parsed) {
+        bail!(
+            "{at}: KUBEVERSION {text} does not admit the base bundle's Kubernetes {version}\n  hint: build on a base whose Kubernetes version the constraint admits, or widen the constraint"
+        );
+    }
+    Ok(())
+}
+
 /// Every image the bundle's files name, less those ignored and those the base already carries.
 fn wanted_images(
     entries: &BTreeMap<String, InputEntry>,
@@ -268,13 +334,36 @@ fn wanted_images(
         let n = errors.len();
         let text: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
         anyhow!(
-            "{}\n{n} image reference error{}",
+            "{}\nimage discovery failed: {n} error{}",
             text.join("\n"),
             if n == 1 { "" } else { "s" }
         )
     })?;
     for w in &found.warnings {
         terminal::log(format_args!("warning: {w}"));
+    }
+    if found.images.is_empty() {
+        // The silent loss to avoid: a bundle with manifests or charts that carries no image
+        // fails at the customer's site with pull errors.
+        let carriers: Vec<&str> = files
+            .iter()
+            .map(|(p, _)| p.as_str())
+            .filter(|p| {
+                let name = p.rsplit('/').next().unwrap_or(p);
+                discover::is_yaml(name)
+                    || discover::is_image_list(name)
+                    || name.ends_with(".tgz")
+                    || name.ends_with(".tar.gz")
+            })
+            .collect();
+        if !carriers.is_empty() {
+            terminal::log(format_args!(
+                "WARNING: the bundle carries {} YAML, chart or image list file(s) ({}{}) but none of them names a container image: nothing will be served to the cluster\n  hint: check `delivery images` and the warnings above; name image lists imageList, *.images or images.txt",
+                carriers.len(),
+                carriers.iter().take(3).copied().collect::<Vec<_>>().join(", "),
+                if carriers.len() > 3 { ", ..." } else { "" }
+            ));
+        }
     }
     let carried: BTreeSet<&str> = base_images.iter().map(|i| i.name.as_str()).collect();
     Ok(found

@@ -57,6 +57,57 @@ pub enum Command {
     /// (`imageList`, `*.images`: one reference per line). Example:
     ///   delivery images -f bundles/demo/Kubefile
     Images(ImagesArgs),
+    /// The local store of base bundles that `FROM <name>` resolves to.
+    ///
+    /// A sealer Kubefile starts with `FROM <a sealer cluster image>`; store a verified
+    /// delivery.run under that name once, and the Kubefile builds as written:
+    ///   delivery base add kubernetes.run --key vendor.pub --name registry.example/sealer-apps/helm:v3.6.0
+    ///   delivery base list
+    /// For one build, `--base NAME=FILE` does the same without the store.
+    Base(BaseArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BaseArgs {
+    #[command(subcommand)]
+    pub command: BaseCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BaseCommand {
+    /// Verify a base bundle against KEY and store it under its `NAME:VERSION` and each --name.
+    ///
+    /// The key is recorded with it: builds that use it by name verify it against that key
+    /// (or --base-key). A name already in the store moves to this bundle. Example:
+    ///   delivery base add kubernetes.run --key vendor.pub --name kubernetes:v1.35.1
+    Add(BaseAddArgs),
+    /// List the stored bases: every name, the bundle it names, its size and signer.
+    List(BaseListArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BaseAddArgs {
+    /// The base delivery.run to store.
+    pub bundle: PathBuf,
+    /// The public key that must have signed it (OpenSSH `ssh-ed25519 ...` line).
+    #[arg(long, value_name = "FILE")]
+    pub key: PathBuf,
+    /// Another name `FROM` may use for it, e.g. the sealer image it stands for (repeatable).
+    #[arg(long = "name", value_name = "NAME")]
+    pub names: Vec<String>,
+    /// The store directory.
+    #[arg(long = "base-store", value_name = "DIR", env = "DELIVERY_BASE_STORE")]
+    pub store: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct BaseListArgs {
+    /// Print JSON Lines: {"type":"base","data":{"names","file","bundle","version","size","key"}}.
+    #[arg(long)]
+    pub json: bool,
+    /// The store directory.
+    #[arg(long = "base-store", value_name = "DIR", env = "DELIVERY_BASE_STORE")]
+    pub store: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -87,9 +138,20 @@ pub struct KubefileArgs {
     /// Target architecture, the value of ${ARCH} in the Kubefile.
     #[arg(long, default_value = "amd64", value_parser = ["amd64", "arm64"])]
     pub arch: String,
-    /// Public key that must have signed the `FROM` base bundle.
+    /// Public key that must have signed the `FROM` base bundle (a stored base defaults to the
+    /// key it was added with).
     #[arg(long, value_name = "FILE")]
     pub base_key: Option<PathBuf>,
+    /// Resolve `FROM NAME` to the base bundle FILE (repeatable), e.g.
+    /// `--base registry.example/sealer-apps/helm:v3.6.0=./kubernetes.run`.
+    #[arg(long = "base", value_name = "NAME=FILE")]
+    pub bases: Vec<String>,
+    /// The store of base bundles that `FROM NAME` is looked up in (see `delivery base`).
+    #[arg(long = "base-store", value_name = "DIR", env = "DELIVERY_BASE_STORE")]
+    pub base_store: Option<PathBuf>,
+    /// Refuse a Kubefile with RUN: RUN runs commands on this machine while building.
+    #[arg(long)]
+    pub no_run: bool,
     /// Leave this image out although the bundle's files name it (repeatable): the explicit
     /// escape hatch for a reference that cannot be fetched and is not needed offline.
     #[arg(long = "ignore-image", value_name = "REF")]

@@ -13,7 +13,9 @@
 //! - A directory source copies its contents into the destination; a file source goes to
 //!   `dest` when `dest` does not end in `/`, is not the root, is not a directory already
 //!   planned by an earlier instruction, and the instruction resolves to exactly one
-//!   source, a file; otherwise to `dest/<basename>`. A leading `/` of `dest` is dropped,
+//!   source, a file, and `dest` is not one of sealer's rootfs directories ([`ROOTFS_DIRS`]:
+//!   `COPY imageList manifests` is `manifests/imageList`, as in sealer) nor a directory the
+//!   base bundle or a RUN made; otherwise to `dest/<basename>`. A leading `/` of `dest` is dropped,
 //!   `.` and `/` are the bundle root, and `..` is an error.
 //! - APP sources go to `application/apps/<name>/<basename of source>` (a directory's
 //!   contents under that name).
@@ -180,12 +182,54 @@ pub enum ContextError {
     },
 }
 
+/// Sealer's rootfs directories: a COPY to one of these names puts its sources inside, as in
+/// sealer (whose base rootfs always has them), never a file of that name.
+pub const ROOTFS_DIRS: &[&str] = &[
+    "manifests",
+    "charts",
+    "etc",
+    "images",
+    "rootfs",
+    "bin",
+    "scripts",
+    "plugins",
+    "applications",
+];
+
+/// The directory `sealos build` fills with images before it copies it (`COPY registry registry`).
+const SEALOS_REGISTRY_DIR: &str = "registry";
+
 /// Resolves every COPY and APP of `kubefile` against the build context directory
 /// `context`, in file order, and returns the planned entries sorted by `dest`.
+#[cfg(test)]
 pub fn resolve(context: &Path, kubefile: &Kubefile) -> Result<Vec<PlannedEntry>, ContextError> {
-    let bad_context = |error: String| ContextError::BadContext {
-        context: context.to_path_buf(),
-        error,
+    resolve_layer(context, kubefile, &Layer::default()).map_err(|mut e| e.remove(0))
+}
+
+/// Which instructions [`resolve_layer`] resolves, and what the bundle already holds.
+#[derive(Default)]
+pub struct Layer<'a> {
+    /// Only instructions after this position (a RUN's)...
+    pub after: Option<Pos>,
+    /// ...and before this one (the next RUN's).
+    pub before: Option<Pos>,
+    /// Directories already in the bundle (from the base, or made by a RUN): a COPY whose
+    /// destination is one of them copies into it.
+    pub existing_dirs: Option<&'a std::collections::BTreeSet<String>>,
+}
+
+/// Resolves the COPY and APP instructions of one layer (see [`Layer`]) in file order, and
+/// returns the planned entries sorted by `dest`, or the error of every instruction that failed.
+pub fn resolve_layer(
+    context: &Path,
+    kubefile: &Kubefile,
+    layer: &Layer,
+) -> Result<Vec<PlannedEntry>, Vec<ContextError>> {
+    let bad_context = |error: String| {
+        vec![ContextError::BadContext {
+            context: context.to_path_buf(),
+            error,
+        }]
     };
     let root = fs::canonicalize(context).map_err(|e| bad_context(e.to_string()))?;
     if !root.is_dir() {
@@ -196,23 +240,33 @@ pub fn resolve(context: &Path, kubefile: &Kubefile) -> Result<Vec<PlannedEntry>,
         context,
         root,
         plan: BTreeMap::new(),
+        existing_dirs: layer.existing_dirs,
     };
     enum Op<'k> {
         Copy(&'k crate::kubefile::Copy),
         App(&'k crate::kubefile::App),
     }
+    let in_layer = |at: Pos| layer.after.is_none_or(|a| at > a) && layer.before.is_none_or(|b| at < b);
     let mut ops: Vec<(Pos, Op)> = kubefile
         .copies
         .iter()
         .map(|c| (c.at, Op::Copy(c)))
         .chain(kubefile.apps.iter().map(|a| (a.at, Op::App(a))))
+        .filter(|(at, _)| in_layer(*at))
         .collect();
     ops.sort_by_key(|(at, _)| *at);
+    let mut errors = Vec::new();
     for (_, op) in ops {
-        match op {
-            Op::Copy(c) => r.copy(c)?,
-            Op::App(a) => r.app(a)?,
+        let result = match op {
+            Op::Copy(c) => r.copy(c),
+            Op::App(a) => r.app(a),
+        };
+        if let Err(e) = result {
+            errors.push(e);
         }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
     }
     Ok(r.plan.into_values().collect())
 }
@@ -236,6 +290,7 @@ struct Resolver<'a> {
     context: &'a Path,
     root: PathBuf,
     plan: BTreeMap<String, PlannedEntry>,
+    existing_dirs: Option<&'a std::collections::BTreeSet<String>>,
 }
 
 fn has_glob_meta(s: &str) -> bool {
@@ -312,11 +367,28 @@ impl<'a> Resolver<'a> {
         })?;
         let mut sources = Vec::new();
         for (text, pos) in &copy.sources {
-            sources.extend(self.sources("COPY", text, *pos)?);
+            match self.sources("COPY", text, *pos) {
+                Ok(found) => sources.extend(found),
+                // sealos' idiom: `sealos build` fills registry/ with the images it found, and
+                // the Kubefile copies it in; delivery carries images in its own cache.
+                Err(ContextError::NotFound { .. }) if text.trim_matches('/') == SEALOS_REGISTRY_DIR => {
+                    terminal::log(format_args!(
+                        "note: {}:{}: COPY {text}: no {SEALOS_REGISTRY_DIR}/ in the build context, skipped: it is the image store `sealos build` makes; delivery carries the images it finds in its own cache",
+                        self.file.display(),
+                        pos
+                    ));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        if sources.is_empty() {
+            return Ok(());
         }
         let into_dest = sources.len() == 1
             && !sources[0].is_dir
             && !dest_is_dir
+            && !ROOTFS_DIRS.contains(&dest.as_str())
+            && !self.existing_dirs.is_some_and(|d| d.contains(&dest))
             && !matches!(
                 self.plan.get(&dest),
                 Some(PlannedEntry {

@@ -2,6 +2,7 @@
 
 mod atomic;
 mod base;
+mod base_store;
 mod build;
 mod cli;
 mod context;
@@ -11,6 +12,7 @@ mod images;
 mod keygen;
 mod kube_version;
 mod kubefile;
+mod layers;
 mod signing_key;
 mod verify;
 
@@ -25,6 +27,7 @@ fn main() -> ExitCode {
         cli::Command::Build(args) => build::run(args),
         cli::Command::Verify(args) => verify::run(args),
         cli::Command::Images(args) => images::run(args),
+        cli::Command::Base(args) => base_store::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

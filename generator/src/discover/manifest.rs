@@ -5,11 +5,11 @@ use std::rc::Rc;
 use super::yaml::{parse_yaml, Node, Value};
 use super::{Certainty, DiscoverError, Scan};
 
-pub(super) fn is_image_list(name: &str) -> bool {
+pub(crate) fn is_image_list(name: &str) -> bool {
     name == "imageList" || name.ends_with(".images") || name.ends_with("images.txt")
 }
 
-pub(super) fn is_yaml(name: &str) -> bool {
+pub(crate) fn is_yaml(name: &str) -> bool {
     name.ends_with(".yaml") || name.ends_with(".yml")
 }
 

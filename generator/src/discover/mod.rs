@@ -69,6 +69,7 @@
 
 mod chart;
 mod manifest;
+pub(crate) use manifest::{is_image_list, is_yaml};
 mod operator;
 mod template;
 mod values;
@@ -82,7 +83,6 @@ use std::path::{Path, PathBuf};
 use bundle_format::reference::{Reference, ReferenceError};
 
 use chart::{archive_stem, chart_root, is_subchart_root, read_disk, split_dir, Blob, Chart};
-use manifest::{is_image_list, is_yaml};
 
 /// Members of a chart archive larger than this are skipped (with a warning if they matter).
 pub const MAX_CHART_MEMBER: u64 = 10 << 20;
