@@ -281,7 +281,7 @@ fn images_are_found_fetched_once_and_stored_once() {
 #[test]
 fn a_missing_image_fails_the_build_naming_it_and_its_line() {
     let w = world();
-    let extra = "kind: Pod\nspec:\n  containers:\n    - name: gone\n      image: example.com/team/missing:9.9\n";
+    let extra = "kind: Pod\nspec:\n  containers:\n    - name: gone\n      image: example.com/team/missing:9.9\napiVersion: v1\n";
     let ctx = w.context(Some(extra));
     let out = w.root.join("x.run");
     let o = w.build(&ctx, &out, &[]);

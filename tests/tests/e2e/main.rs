@@ -12,5 +12,6 @@ mod kubefile_errors;
 mod kubernetes;
 mod registry;
 mod round_trip;
+mod sealer;
 mod tamper;
 mod testbed;
