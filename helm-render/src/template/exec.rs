@@ -5,10 +5,11 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use super::object::{field, set_path};
 use super::parse::{Arg, Cmd, List, Node, Pipe};
 use super::{parse, TemplateSet};
 use crate::funcs;
-use crate::value::{Map, Value};
+use crate::value::Value;
 
 /// A failure while executing a template.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -566,51 +567,6 @@ fn describe(arg: &Arg) -> String {
 
 fn lookup_var(vars: &Vars, name: &str) -> Option<Value> {
     vars.iter().rev().find(|(n, _)| n == name).map(|(_, v)| v.clone())
-}
-
-/// One field or method step.
-fn field(recv: &Value, name: &str, args: Vec<Value>) -> Result<Value, String> {
-    match recv {
-        Value::Map(m) => {
-            if !args.is_empty() {
-                return Err(format!("{name} has arguments but cannot be invoked as function"));
-            }
-            Ok(m.get(name).cloned().unwrap_or(Value::Null))
-        }
-        Value::Null => Err(format!("nil pointer evaluating interface {{}}.{name}")),
-        Value::Files(files) => {
-            let arg = |i: usize| args.get(i).map(crate::value::to_str).unwrap_or_default();
-            match name {
-                "Get" | "GetBytes" => Ok(Value::String(files.get(&arg(0)))),
-                "Glob" => Ok(Value::Files(Arc::new(files.glob(&arg(0))))),
-                "Lines" => Ok(Value::List(files.lines(&arg(0)))),
-                "AsConfig" => Ok(Value::String(files.as_config())),
-                "AsSecrets" => Ok(Value::String(files.as_secrets())),
-                _ => Err(format!("can't evaluate field {name} in type engine.files")),
-            }
-        }
-        Value::ApiVersions(list) => match name {
-            "Has" => {
-                let want = args.first().map(crate::value::to_str).unwrap_or_default();
-                Ok(Value::Bool(list.contains(&want)))
-            }
-            _ => Err(format!("can't evaluate field {name} in type chartutil.VersionSet")),
-        },
-        other => Err(format!("can't evaluate field {name} in type {}", other.type_name())),
-    }
-}
-
-fn set_path(root: &mut Value, fields: &[String], value: Value) {
-    let mut cur = root;
-    for f in fields {
-        match cur {
-            Value::Map(m) => {
-                cur = m.entry(f.clone()).or_insert(Value::Map(Map::new()));
-            }
-            _ => return,
-        }
-    }
-    *cur = value;
 }
 
 /// How an action prints a value: nil prints "<no value>" (Helm then removes it).

@@ -7,6 +7,7 @@ mod exec_tests;
 #[cfg(test)]
 mod hostile_tests;
 mod lex;
+mod object;
 mod parse;
 
 pub use exec::{ExecError, Executor, Limits};
