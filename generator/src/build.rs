@@ -184,6 +184,8 @@ warning: the images of base `{text}` are missing from this list: only the Kubefi
         },
     };
     check_kube_version(kubefile, base.as_ref())?;
+    // Charts render with the cluster's Kubernetes version when the base says it.
+    let kube_version = base.as_ref().and_then(|b| b.kubernetes_version());
 
     // Every COPY, APP and RUN over the base; errors of the base and of the context together.
     if let Err(e) = layers::apply(&context_dir, kubefile, &mut entries, scratch, args.no_run) {
@@ -238,7 +240,14 @@ warning: the images of base `{text}` are missing from this list: only the Kubefi
         Some(b) => (b.images, b.blobs, b.lineage, Some(b.dir)),
         None => Default::default(),
     };
-    let wanted = wanted_images(&entries, &args.ignore_images, &base_images)?;
+    let render = discover::RenderOptions {
+        chart_images: match args.chart_images.as_str() {
+            "all" => discover::ChartImages::All,
+            _ => discover::ChartImages::Rendered,
+        },
+        kube_version: kube_version.unwrap_or_else(|| discover::RenderOptions::default().kube_version),
+    };
+    let wanted = wanted_images(&entries, &args.ignore_images, &base_images, &render)?;
     let info = BundleInfo {
         name,
         version,
@@ -315,6 +324,7 @@ fn wanted_images(
     entries: &BTreeMap<String, InputEntry>,
     ignore: &[String],
     base_images: &[Image],
+    render: &discover::RenderOptions,
 ) -> Result<Vec<Found>> {
     let ignore = ignore
         .iter()
@@ -330,7 +340,7 @@ fn wanted_images(
             _ => None,
         })
         .collect();
-    let found = discover::discover(&files, &ignore).map_err(|errors| {
+    let found = discover::discover_with(&files, &ignore, render).map_err(|errors| {
         let n = errors.len();
         let text: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
         anyhow!(

@@ -152,6 +152,12 @@ pub struct KubefileArgs {
     /// Refuse a Kubefile with RUN: RUN runs commands on this machine while building.
     #[arg(long)]
     pub no_run: bool,
+    /// Which images of Helm charts to carry: `rendered` (the images the chart deploys with its
+    /// default values and the `<chart>.values.yaml` beside it, as `helm template` renders
+    /// them) or `all` (also every image its values name, e.g. of components disabled by
+    /// default).
+    #[arg(long, value_name = "WHICH", default_value = "rendered", value_parser = ["rendered", "all"])]
+    pub chart_images: String,
     /// Leave this image out although the bundle's files name it (repeatable): the explicit
     /// escape hatch for a reference that cannot be fetched and is not needed offline.
     #[arg(long = "ignore-image", value_name = "REF")]

@@ -188,16 +188,22 @@ impl Scan<'_> {
         let found = candidates.iter().find(|c| files.contains_key(c.as_str()));
         let override_file = found.unwrap_or(&candidates[0]).clone();
         let mut overrides = None;
+        let mut override_bytes = None;
         if let Some(file) = found {
             consumed.insert(file.clone());
             let parsed = read_disk(file, files[file.as_str()]).and_then(|bytes| {
                 let file_rc: Rc<str> = Rc::from(file.as_str());
-                parse_values(&bytes, &file_rc, OVERRIDE_LAYER)
+                let values = parse_values(&bytes, &file_rc, OVERRIDE_LAYER);
+                override_bytes = Some(bytes);
+                values
             });
             match parsed {
                 Ok(v) => overrides = v,
                 Err(e) => return self.errors.push(e),
             }
+        }
+        if !self.render_chart(chart, &meta, override_bytes.as_deref()) {
+            return;
         }
         let ctx = ValuesCtx {
             app_version: None,

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use bundle_format::reference::Reference;
 
-use super::discover;
+use super::{discover_with, RenderOptions};
 
 const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/corpus");
 
@@ -72,7 +72,7 @@ fn check_case(case: &str) {
     }
     let truth = truth(&dir.join("TRUTH.txt"));
     let files = context_files(&dir.join("context"));
-    let discovery = match discover(&files, &[]) {
+    let discovery = match discover_with(&files, &[], &RenderOptions::default()) {
         Ok(d) => d,
         Err(errors) => panic!(
             "{case}: {:#?}",
@@ -111,4 +111,38 @@ fn corpus_m06_kube_prometheus_with_the_operators_config_reloader() {
 #[test]
 fn corpus_k05_mysql_operator_yaml_in_the_context_root() {
     check_case("kubefiles/K05-sealer-app-mysql-operator");
+}
+
+// Charts: rendered as `helm template` renders them, so helper-composed names are exact and
+// components disabled by default stay out.
+
+#[test]
+fn corpus_c02_cert_manager_with_the_acmesolver_from_the_controller_args() {
+    check_case("charts/C02-cert-manager");
+}
+
+#[test]
+fn corpus_c04_metrics_server_tag_as_its_helper_writes_it() {
+    check_case("charts/C04-metrics-server");
+}
+
+#[test]
+fn corpus_c06_longhorn_images_in_args_and_env() {
+    check_case("charts/C06-longhorn");
+}
+
+#[test]
+fn corpus_k14_bitnami_postgresql_through_the_common_library_chart() {
+    check_case("kubefiles/K14-sealos-bitnami-postgresql");
+}
+
+#[test]
+fn corpus_k08_k10_k13_sealer_apps() {
+    for case in [
+        "kubefiles/K08-sealer-app-zookeeper",
+        "kubefiles/K10-sealer-fixture-appcmds",
+        "kubefiles/K13-sealer-doc-kyverno-appimage",
+    ] {
+        check_case(case);
+    }
 }

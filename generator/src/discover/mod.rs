@@ -24,13 +24,20 @@
 //!
 //!   A file that is not valid YAML is an error at file:line:column when it looks like Kubernetes
 //!   (a line starts with `apiVersion:` or `kind:`), and a warning otherwise.
-//! - **Helm charts**: a directory holding `Chart.yaml`, or a `.tgz` / `.tar.gz` archive whose
+//! - **Helm charts** are rendered as `helm template` renders them (`render.rs`, the
+//!   `helm-render` crate): with the chart's values, the vendor's `<chart>.values.yaml` beside
+//!   it, subcharts, `global`, and the base bundle's Kubernetes version as `.Capabilities`. The
+//!   rendered objects are scanned as manifests (so operator args and env count, and components
+//!   the values disable do not). A template that fails to render is a warning at
+//!   `chart/templates/file:line` with the reason, and that chart's values are then scanned too,
+//!   by the rules below; `--chart-images all` scans every chart's values as well.
+//!   Charts are found as a directory holding `Chart.yaml`, or a `.tgz` / `.tar.gz` archive whose
 //!   members all sit under one `<name>/` directory with `<name>/Chart.yaml` (read in memory:
 //!   members over [`MAX_CHART_MEMBER`] are skipped with a warning, an archive expanding past
 //!   [`MAX_CHART_EXPANDED`] is an error). An archive under a `charts/` directory that cannot be
 //!   read is an error of its own ([`DiscoverError::ChartArchive`]); one that reads but holds no
 //!   chart is a warning; elsewhere, a `.tgz` that is no chart (an image tarball) is skipped.
-//!   For each chart:
+//!   The values scan, for each chart:
 //!   - values are `values.yaml`, deep-merged with the override file sealer puts beside the chart,
 //!     `<dir>.values.yaml` for `<dir>/` and `<stem>.values.yaml` for `<stem>.tgz` (`.values.yml`
 //!     too, then `<chart name>.values.yaml` as a fallback). Merging follows Helm: maps merge key
@@ -71,6 +78,7 @@ mod chart;
 mod manifest;
 pub(crate) use manifest::{is_image_list, is_yaml};
 mod operator;
+mod render;
 mod template;
 mod values;
 mod yaml;
@@ -81,6 +89,8 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use bundle_format::reference::{Reference, ReferenceError};
+
+pub use render::{ChartImages, RenderOptions};
 
 use chart::{archive_stem, chart_root, is_subchart_root, read_disk, split_dir, Blob, Chart};
 
@@ -159,11 +169,27 @@ impl DiscoverError {
 
 /// Find every image reference in `files`: (bundle path, path on disk) of every file the bundle
 /// will contain. See the module doc for the rules.
+/// The values scan alone (no rendering): what the unit tests of `values.rs` exercise.
+#[cfg(test)]
 pub fn discover(files: &[(String, PathBuf)], ignore: &[Reference]) -> Result<Discovery, Vec<DiscoverError>> {
+    let values = RenderOptions {
+        chart_images: ChartImages::Values,
+        ..RenderOptions::default()
+    };
+    discover_with(files, ignore, &values)
+}
+
+/// [`discover`], with charts rendered as `render` says.
+pub fn discover_with(
+    files: &[(String, PathBuf)],
+    ignore: &[Reference],
+    render: &RenderOptions,
+) -> Result<Discovery, Vec<DiscoverError>> {
     let files: BTreeMap<&str, &Path> = files.iter().map(|(b, p)| (b.as_str(), p.as_path())).collect();
     let mut scan = Scan {
         ignore,
         ignore_used: vec![false; ignore.len()],
+        render: render.clone(),
         ..Scan::default()
     };
 
@@ -263,6 +289,7 @@ enum Certainty {
 #[derive(Default)]
 struct Scan<'a> {
     ignore: &'a [Reference],
+    render: RenderOptions,
     ignore_used: Vec<bool>,
     found: Vec<Found>,
     warnings: Vec<String>,

@@ -818,3 +818,100 @@ fn binary_tgz_among_charts_is_a_chart_archive_error_in_plain_text() {
         assert!(text.contains("helm package"), "{text}");
     }
 }
+
+// Charts rendered (the default of `delivery images` and `build`).
+
+fn rendered(b: &Bundle, mode: ChartImages) -> Discovery {
+    let options = RenderOptions {
+        chart_images: mode,
+        ..RenderOptions::default()
+    };
+    match discover_with(&b.files, &[], &options) {
+        Ok(d) => d,
+        Err(errors) => panic!("{:#?}", errors.iter().map(|e| e.to_string()).collect::<Vec<_>>()),
+    }
+}
+
+fn helper_chart() -> Bundle {
+    let mut b = Bundle::new();
+    b.add("charts/ms/Chart.yaml", "apiVersion: v2\nname: ms\nversion: 1.0.0\nappVersion: 0.8.1\n")
+        .add(
+            "charts/ms/values.yaml",
+            "image:\n  repository: registry.k8s.io/ms/ms\n  tag: \"\"\nresizer:\n  enabled: false\n  image: registry.k8s.io/autoscaling/addon-resizer:1.8.23\n",
+        )
+        .add(
+            "charts/ms/templates/_helpers.tpl",
+            "{{- define \"ms.image\" -}}\n{{ .Values.image.repository }}:{{ .Values.image.tag | default (printf \"v%s\" .Chart.AppVersion) }}\n{{- end }}\n",
+        )
+        .add(
+            "charts/ms/templates/deployment.yaml",
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {{ .Release.Name }}\nspec:\n  template:\n    spec:\n      containers:\n        - name: ms\n          image: {{ include \"ms.image\" . }}\n        {{- if .Values.resizer.enabled }}\n        - name: resizer\n          image: {{ .Values.resizer.image }}\n        {{- end }}\n",
+        );
+    b
+}
+
+#[test]
+fn a_rendered_chart_gives_the_name_its_helper_writes_and_leaves_disabled_parts_out() {
+    let b = helper_chart();
+    let d = rendered(&b, ChartImages::Rendered);
+    assert_eq!(
+        found(&d),
+        vec![f(
+            "registry.k8s.io/ms/ms:v0.8.1",
+            "charts/ms/templates/deployment.yaml (rendered)",
+            10
+        )]
+    );
+    // The values scan guesses the tag from appVersion and carries the disabled resizer.
+    let all = rendered(&b, ChartImages::All);
+    let names: Vec<String> = all.images.iter().map(|f| f.reference.to_string()).collect();
+    assert!(
+        names.contains(&"registry.k8s.io/autoscaling/addon-resizer:1.8.23".to_string()),
+        "{names:?}"
+    );
+    assert!(names.contains(&"registry.k8s.io/ms/ms:v0.8.1".to_string()), "{names:?}");
+}
+
+#[test]
+fn the_vendors_values_beside_the_chart_enable_what_they_enable() {
+    let mut b = helper_chart();
+    b.add(
+        "charts/ms.values.yaml",
+        "resizer:\n  enabled: true\nimage:\n  tag: v9\n",
+    );
+    let names: Vec<String> = rendered(&b, ChartImages::Rendered)
+        .images
+        .iter()
+        .map(|f| f.reference.to_string())
+        .collect();
+    assert_eq!(
+        names,
+        vec![
+            "registry.k8s.io/autoscaling/addon-resizer:1.8.23",
+            "registry.k8s.io/ms/ms:v9"
+        ]
+    );
+}
+
+#[test]
+fn a_template_that_fails_is_a_warning_at_its_line_and_the_values_are_scanned_too() {
+    let mut b = helper_chart();
+    b.add(
+        "charts/ms/templates/broken.yaml",
+        "apiVersion: v1\nkind: ConfigMap\ndata:\n  x: {{ required \"set .Values.needed\" .Values.needed }}\n",
+    );
+    let d = rendered(&b, ChartImages::Rendered);
+    assert!(
+        d.warnings.iter().any(
+            |w| w.starts_with("charts/ms/templates/broken.yaml:4: template not rendered")
+                && w.contains("set .Values.needed")
+        ),
+        "{:#?}",
+        d.warnings
+    );
+    let names: Vec<String> = d.images.iter().map(|f| f.reference.to_string()).collect();
+    assert!(
+        names.contains(&"registry.k8s.io/autoscaling/addon-resizer:1.8.23".to_string()),
+        "{names:?}"
+    );
+}
