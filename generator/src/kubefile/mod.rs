@@ -335,7 +335,7 @@ pub enum KubefileError {
         hint: &'static str,
     },
     #[error(
-        "{file}:{line}:{column}: APP source `{text}` uses the unsupported scheme `{scheme}`\n  hint: only local:// sources (paths in the build context) are supported"
+        "{file}:{line}:{column}: APP source `{text}` uses the unsupported scheme `{scheme}`\n  hint: only local:// sources (paths in the build context) are supported; downloading http(s):// sources at build time is not built yet: download the file into the build context and write local://<path>"
     )]
     UnsupportedScheme {
         file: PathBuf,
