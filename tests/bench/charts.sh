@@ -237,10 +237,12 @@ read_targz() {
     timed read_targz bash -c 'set -o pipefail; tar -czf - charts | wc -c'
 }
 
-# What each source chart gives on its own (one copy, directory form, untimed): their union is
-# what the whole context must give, since every copy has the same values and templates.
+# What each source chart gives on its own (one copy, directory form, one run): their union is
+# what the whole context must give, since every copy has the same values and templates. Its time
+# and RSS go to solo.txt (source wall_s maxrss_kib): they show which chart the time goes to.
 expected_images() {
-    local src name one=$WORK/one
+    local src name one=$WORK/one tf=$WORK/time.txt
+    : >"$WORK/solo.txt"
     for src in "${SOURCES[@]}"; do
         name=$(chart_field "$src/Chart.yaml" name)-solo
         rm -rf "$one"
@@ -248,8 +250,11 @@ expected_images() {
         cp -R "$src" "$one/charts/$name"
         sed -i "s/^name:.*/name: $name/" "$one/charts/$name/Chart.yaml"
         printf 'FROM scratch\nCOPY charts charts\n' >"$one/Kubefile"
-        "$BIN" images --json -f "$one/Kubefile" 2>"$WORK/logs/solo.err" | references ||
+        /usr/bin/time -f '%e %M' -o "$tf" "$BIN" images --json -f "$one/Kubefile" \
+            2>"$WORK/logs/solo.err" >"$WORK/logs/solo.out" ||
             die "delivery images failed on $src alone: $(tail -3 "$WORK/logs/solo.err")"
+        references <"$WORK/logs/solo.out"
+        echo "$src $(tail -1 "$tf")" >>"$WORK/solo.txt"
     done | sort -u >"$WORK/expected.txt"
     rm -rf "$one"
 }
@@ -348,16 +353,19 @@ discovery_mode() {
     fi
 }
 
-sources_list() {
-    local src n=${#SOURCES[@]} s copies files
+# sources_table: one row per source chart: copies, size, and one copy's time and RSS alone.
+sources_table() {
+    local src n=${#SOURCES[@]} s copies files wall rss
     for ((s = 0; s < n; s++)); do
         src=${SOURCES[s]}
         copies=$(((CHARTS - s + n - 1) / n))
         files=$(find "$src" -type f | wc -l)
-        printf -- '- `%s` (%s %s): %s copies, %s files, %s KiB each\n' \
+        read -r wall rss < <(awk -v p="$src" '$1 == p { print $2, $3 }' "$WORK/solo.txt")
+        printf '| `%s` | %s %s | %s | %s | %s | %s | %s |\n' \
             "${src#"$(realpath "$CORPUS")"/}" "$(chart_field "$src/Chart.yaml" name)" \
             "$(chart_field "$src/Chart.yaml" version)" "$copies" "$files" \
-            "$(find "$src" -type f -printf '%s\n' | awk '{ t += $1 } END { printf "%.0f", t / 1024 }')"
+            "$(find "$src" -type f -printf '%s\n' | awk '{ t += $1 } END { printf "%.0f", t / 1024 }')" \
+            "$(awk -v w="$wall" 'BEGIN { printf "%.0f", 1000 * w }')" "$(kib2mib "$rss")"
     done
 }
 
@@ -387,8 +395,12 @@ report() {
 
 ## Context
 
-\`FROM scratch\` + \`COPY charts charts\`; \`charts/\` holds $CHARTS charts, $((CHARTS - TGZ_CHARTS)) as directories and $TGZ_CHARTS as \`<name>-<version>.tgz\` (\`tar czf\` of the single \`<name>/\` directory, as \`helm package\` writes them): $CTX_FILES files, $CTX_DIRS directories, $(mib "$CTX_BYTES") MiB ($CTX_BYTES bytes) on disk; unpacked, $UNPACKED_FILES files and $(mib "$UNPACKED_BYTES") MiB. Copies of these real charts, in turn, each renamed (directory and Chart.yaml \`name:\`) to \`<name>-<index>\`:
-$(sources_list)
+\`FROM scratch\` + \`COPY charts charts\`; \`charts/\` holds $CHARTS charts, $((CHARTS - TGZ_CHARTS)) as directories and $TGZ_CHARTS as \`<name>-<version>.tgz\` (\`tar czf\` of the single \`<name>/\` directory, as \`helm package\` writes them): $CTX_FILES files, $CTX_DIRS directories, $(mib "$CTX_BYTES") MiB ($CTX_BYTES bytes) on disk; unpacked, $UNPACKED_FILES files and $(mib "$UNPACKED_BYTES") MiB. Copies of these real charts, in turn, each renamed (directory and Chart.yaml \`name:\`) to \`<name>-<index>\`. The last two columns are one copy
+alone (directory form, one run, process start included): where the time goes.
+
+| source chart | name, version | copies | files | KiB | alone: wall (ms) | alone: peak RSS (MiB) |
+|---|---|---|---|---|---|---|
+$(sources_table)
 
 ## Result
 
@@ -415,7 +427,8 @@ $(baseline_row "\`cat\` of every file and \`zcat\` of every .tgz \\| \`wc -c\` (
 $(baseline_row "\`tar -czf - charts \\| wc -c\` (read and gzip every byte: a CPU reference)" read_targz)
 
 The floor rows show what only reading the charts costs; the rest of our time is discovery
-itself (parsing Chart.yaml and values, rendering the templates). Peak RSS of the pipelines is that of their largest process.
+itself (parsing Chart.yaml and values, rendering the templates). Peak RSS of the pipelines is
+that of their largest process.
 
 ## Targets
 
