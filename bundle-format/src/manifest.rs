@@ -51,6 +51,17 @@ pub struct BundleInfo {
     pub launch: Option<Launch>,
     /// The bundles this one was built `FROM`, outermost last.
     pub bases: Vec<BaseRef>,
+    /// Files downloaded at build time (`COPY https://...`, `APP name https://...`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub downloads: Vec<Download>,
+}
+
+/// A file the build downloaded, and the SHA-256 it had.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Download {
+    pub url: String,
+    pub sha256: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -17,7 +17,7 @@ use tempfile::TempDir;
 use crate::cli::{BuildArgs, FetchArgs, KubefileArgs};
 use crate::discover::{self, Found};
 use crate::kubefile::{self, Base, Kubefile};
-use crate::{atomic, base, base_store, fetch, layers, signing_key};
+use crate::{atomic, base, base_store, download, fetch, layers, signing_key};
 
 /// Everything a build will write, decided before any byte of the bundle is.
 pub struct Plan {
@@ -188,7 +188,15 @@ warning: the images of base `{text}` are missing from this list: only the Kubefi
     let kube_version = base.as_ref().and_then(|b| b.kubernetes_version());
 
     // Every COPY, APP and RUN over the base; errors of the base and of the context together.
-    if let Err(e) = layers::apply(&context_dir, kubefile, &mut entries, scratch, args.no_run) {
+    let downloads = download::fetch_all(kubefile, scratch, args.require_checksums)?;
+    if let Err(e) = layers::apply(
+        &context_dir,
+        kubefile,
+        &mut entries,
+        scratch,
+        args.no_run,
+        &downloads.files,
+    ) {
         match base_error {
             Some(b) => bail!("{b:#}\n{e:#}"),
             None => return Err(e),
@@ -257,6 +265,7 @@ warning: the images of base `{text}` are missing from this list: only the Kubefi
         apps,
         launch,
         bases: lineage,
+        downloads: downloads.records,
     };
     Ok(Plan {
         info,

@@ -152,6 +152,10 @@ pub struct KubefileArgs {
     /// Refuse a Kubefile with RUN: RUN runs commands on this machine while building.
     #[arg(long)]
     pub no_run: bool,
+    /// Refuse a URL source (`COPY https://...`, `APP name https://...`) that does not end in
+    /// `#sha256=<hex>`: every download must be pinned.
+    #[arg(long)]
+    pub require_checksums: bool,
     /// Which images of Helm charts to carry: `rendered` (the images the chart deploys with its
     /// default values and the `<chart>.values.yaml` beside it, as `helm template` renders
     /// them) or `all` (also every image its values name, e.g. of components disabled by

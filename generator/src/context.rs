@@ -216,6 +216,8 @@ pub struct Layer<'a> {
     /// Directories already in the bundle (from the base, or made by a RUN): a COPY whose
     /// destination is one of them copies into it.
     pub existing_dirs: Option<&'a std::collections::BTreeSet<String>>,
+    /// URL sources (as written) and the files they were downloaded to.
+    pub downloads: Option<&'a BTreeMap<String, PathBuf>>,
 }
 
 /// Resolves the COPY and APP instructions of one layer (see [`Layer`]) in file order, and
@@ -241,6 +243,7 @@ pub fn resolve_layer(
         root,
         plan: BTreeMap::new(),
         existing_dirs: layer.existing_dirs,
+        downloads: layer.downloads,
     };
     enum Op<'k> {
         Copy(&'k crate::kubefile::Copy),
@@ -291,6 +294,7 @@ struct Resolver<'a> {
     root: PathBuf,
     plan: BTreeMap<String, PlannedEntry>,
     existing_dirs: Option<&'a std::collections::BTreeSet<String>>,
+    downloads: Option<&'a BTreeMap<String, PathBuf>>,
 }
 
 fn has_glob_meta(s: &str) -> bool {
@@ -438,6 +442,34 @@ impl<'a> Resolver<'a> {
                 context: self.context.to_path_buf(),
             }
         };
+        if let Some(path) = self.downloads.and_then(|d| d.get(text)) {
+            // A URL source, downloaded before the layers are resolved (download.rs).
+            let meta = fs::metadata(path).map_err(|e| {
+                let (file, line, column) = at(pos);
+                ContextError::Io {
+                    file,
+                    line,
+                    column,
+                    instruction,
+                    text: text.to_string(),
+                    path: path.clone(),
+                    error: e.to_string(),
+                }
+            })?;
+            return Ok(vec![Source {
+                instruction,
+                text,
+                pos,
+                name: path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+                path: path.clone(),
+                is_dir: false,
+                mode: 0o644,
+                size: meta.len(),
+            }]);
+        }
         if Path::new(text).is_absolute() {
             return Err(escapes(PathBuf::from(text)));
         }

@@ -30,6 +30,7 @@ pub fn apply(
     entries: &mut BTreeMap<String, InputEntry>,
     scratch: &Path,
     no_run: bool,
+    downloads: &BTreeMap<String, std::path::PathBuf>,
 ) -> Result<()> {
     if no_run {
         if let Some(run) = kubefile.runs.first() {
@@ -54,6 +55,7 @@ pub fn apply(
             after,
             before: run.map(|r| r.at),
             existing_dirs: Some(&existing_dirs),
+            downloads: Some(downloads),
         };
         let planned = context::resolve_layer(context_dir, kubefile, &layer).map_err(|errors| {
             let n = errors.len();

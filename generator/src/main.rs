@@ -7,6 +7,7 @@ mod build;
 mod cli;
 mod context;
 mod discover;
+mod download;
 mod fetch;
 mod images;
 mod keygen;

@@ -21,6 +21,7 @@ pub fn info(args: &InfoArgs) -> Result<()> {
         "apps": b.apps,
         "launch": b.launch,
         "bases": b.bases,
+        "downloads": b.downloads,
         "format_version": m.format_version,
         "signer": v.signer().fingerprint().as_str(),
         "origin_checked": v.origin_checked(),
@@ -74,6 +75,9 @@ pub fn info(args: &InfoArgs) -> Result<()> {
     );
     if let Some(launch) = &b.launch {
         println!("launch:     {}", serde_json::to_string(launch)?);
+    }
+    for d in &b.downloads {
+        println!("downloaded: {} sha256:{}", d.url, d.sha256);
     }
     Ok(())
 }

@@ -133,7 +133,7 @@ impl Client {
 /// system bundle, the Mozilla roots compiled into webpki-roots stand in for it, unless a
 /// `ca_file` is given: then only that file is trusted (webpki-roots holds trust anchors, not
 /// certificates, so the two cannot be merged).
-fn root_certs(ca_file: Option<&Path>) -> Result<RootCerts, FetchError> {
+pub(crate) fn root_certs(ca_file: Option<&Path>) -> Result<RootCerts, FetchError> {
     let mut certs: Vec<Certificate<'static>> = Vec::new();
     let system = std::env::var_os("SSL_CERT_FILE")
         .map(std::path::PathBuf::from)

@@ -67,7 +67,7 @@
 
 pub mod auth;
 mod cache;
-mod client;
+pub(crate) mod client;
 pub mod layout;
 pub mod manifest;
 pub mod platform;

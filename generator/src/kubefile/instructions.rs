@@ -433,6 +433,11 @@ impl<'a> Parser<'a> {
             let Some((scheme, path)) = w.text.split_once("://") else {
                 return Err(err!(self.file, w.pos, MissingScheme { text: w.text.clone() }));
             };
+            if scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https") {
+                // Downloaded at build time (download.rs); kept whole, scheme included.
+                sources.push((w.text.clone(), w.pos));
+                continue;
+            }
             if !scheme.eq_ignore_ascii_case("local") {
                 return Err(err!(
                     self.file,

@@ -68,14 +68,16 @@
 //! - `COPY <src> [<src> ...] <dest>` or `COPY ["<src>", ..., "<dest>"]`: copies files or
 //!   directories (glob patterns allowed) from the build context into the bundle. Flags
 //!   such as `--chown` or `--from` are not supported. Example: `COPY manifests/*.yaml etc/`.
-//!   Sealer's rootfs directories are always directories (see `context.rs`).
+//!   Sealer's rootfs directories are always directories (see `context.rs`). A source may be
+//!   an `https://` (`http://`) URL: downloaded at build time, its digest recorded in the
+//!   manifest; `#sha256=<hex>` at its end is checked, and `--require-checksums` demands it.
 //! - `RUN <shell command>` or `RUN ["<program>", "<arg>", ...]`: runs on the BUILD machine
 //!   while the bundle is built, as in sealer: in a copy of the bundle's tree so far, with the
 //!   ARGs and ENVs in its environment; what it adds or changes becomes part of the bundle.
 //!   The command is kept as written (the shell expands it). Example: `RUN mkdir zookeeper`.
 //! - `APP <name> <source> [<source> ...]`: defines an application whose files are copied to
 //!   `application/apps/<name>/`. A source is `local://<path>` (a path in the build
-//!   context). Names are letters, digits, `-`, `_` and `.`, starting with a letter or digit
+//!   context) or an `https://` (`http://`) URL, downloaded at build time like a COPY source. Names are letters, digits, `-`, `_` and `.`, starting with a letter or digit
 //!   (sealer's camelCase names included), and unique. Example: `APP nginx local://apps/nginx`.
 //! - `CNI <name> <source> ...` / `CSI <name> <source> ...`: an APP that is the cluster's
 //!   network (storage) plugin; also sets sealer's label
@@ -335,7 +337,7 @@ pub enum KubefileError {
         hint: &'static str,
     },
     #[error(
-        "{file}:{line}:{column}: APP source `{text}` uses the unsupported scheme `{scheme}`\n  hint: only local:// sources (paths in the build context) are supported; downloading http(s):// sources at build time is not built yet: download the file into the build context and write local://<path>"
+        "{file}:{line}:{column}: APP source `{text}` uses the unsupported scheme `{scheme}`\n  hint: sources are local:// paths in the build context and http(s):// URLs, downloaded at build time"
     )]
     UnsupportedScheme {
         file: PathBuf,

@@ -463,12 +463,15 @@ fn app_rules() {
         ok("FROM scratch\nAPP businessApp local://a\n").apps[0].name,
         "businessApp"
     );
-    let e = one_err("FROM scratch\nAPP web http://example.com/x.yaml\n");
+    let e = one_err("FROM scratch\nAPP web ftp://example.com/x.yaml\n");
     assert!(matches!(
         &e,
-        KubefileError::UnsupportedScheme { line: 2, column: 9, scheme, .. } if scheme == "http"
+        KubefileError::UnsupportedScheme { line: 2, column: 9, scheme, .. } if scheme == "ftp"
     ));
-    assert!(e.to_string().contains("`http`"));
+    assert!(e.to_string().contains("`ftp`"));
+    // URLs are kept whole: downloaded at build time
+    let k = ok("FROM scratch\nAPP mysql https://charts.example/mysql.tgz\n");
+    assert_eq!(k.apps[0].sources, vec![s("https://charts.example/mysql.tgz", 2, 11)]);
     let e = one_err("FROM scratch\nAPP web manifests/\n");
     assert!(matches!(e, KubefileError::MissingScheme { line: 2, column: 9, .. }));
     let e = one_err("FROM scratch\nAPP web\n");

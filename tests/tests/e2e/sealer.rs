@@ -341,3 +341,125 @@ fn copy_into_a_sealer_rootfs_directory_never_loses_the_image_list() {
         stderr(&o)
     );
 }
+
+/// `python3 -m http.server` on loopback serving `dir`, killed on drop.
+struct FileServer {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Drop for FileServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn file_server(dir: &Path) -> FileServer {
+    let port = crate::images::free_port();
+    let child = Command::new("python3")
+        .args([
+            "-m",
+            "http.server",
+            "--bind",
+            "127.0.0.1",
+            &port.to_string(),
+            "--directory",
+        ])
+        .arg(dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    crate::images::wait_for("http.server", || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    FileServer { child, port }
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    let mut h = bundle_format::digest::Hasher::new();
+    h.update(bytes);
+    h.finish().hex()
+}
+
+#[test]
+fn url_sources_are_downloaded_pinned_and_recorded() {
+    let t = tempfile::tempdir().unwrap();
+    let keys = keygen(t.path(), "k");
+    let served = t.path().join("served");
+    let app_yaml = b"apiVersion: apps/v1\nkind: Deployment\nspec:\n  template:\n    spec:\n      containers:\n        - name: a\n          image: example.com/team/app:1.0\n";
+    let web_yaml =
+        b"apiVersion: v1\nkind: Pod\nspec:\n  containers:\n    - name: w\n      image: example.com/team/web:2.0\n";
+    write(&served.join("app.yaml"), app_yaml, 0o644);
+    write(&served.join("web.yaml"), web_yaml, 0o644);
+    let server = file_server(&served);
+    let base = format!("http://127.0.0.1:{}", server.port);
+    let ctx = t.path().join("ctx");
+    let kubefile = ctx.join("Kubefile");
+    let write_kubefile = |web_pin: &str| {
+        write(
+            &kubefile,
+            format!(
+                "FROM scratch\nCOPY {base}/app.yaml manifests\nAPP web {base}/web.yaml#sha256={web_pin}\nLAUNCH web\n"
+            )
+            .as_bytes(),
+            0o644,
+        )
+    };
+    write_kubefile(&sha256_hex(web_yaml));
+
+    let o = ok(Command::new(delivery()).args(["images", "--json", "-f"]).arg(&kubefile));
+    assert_eq!(
+        images_json(&o),
+        BTreeSet::from([
+            "example.com/team/app:1.0".to_string(),
+            "example.com/team/web:2.0".to_string()
+        ])
+    );
+    // The unpinned one is named with its digest, so the vendor can pin it.
+    assert!(
+        stderr(&o).contains(&format!("#sha256={}", sha256_hex(app_yaml))),
+        "{}",
+        stderr(&o)
+    );
+
+    let o = build(
+        &kubefile,
+        None,
+        &keys.private,
+        &t.path().join("x.run"),
+        &["--dry-run", "--require-checksums"],
+    );
+    assert_eq!(code(&o), 1);
+    assert!(stderr(&o).contains("Kubefile:2:6: `http://127.0.0.1"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--require-checksums"), "{}", stderr(&o));
+
+    let out = t.path().join("app.run");
+    let ignore = [
+        "--ignore-image",
+        "example.com/team/app:1.0",
+        "--ignore-image",
+        "example.com/team/web:2.0",
+    ];
+    build_ok(&kubefile, None, &keys.private, &out, &ignore);
+    let o = ok(Command::new(&out).args(["info", "--json", "--key"]).arg(&keys.public));
+    let info: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let downloads = info["data"]["downloads"].as_array().unwrap();
+    assert_eq!(downloads.len(), 2, "{info}");
+    assert!(downloads
+        .iter()
+        .any(|d| d["url"] == format!("{base}/web.yaml") && d["sha256"] == sha256_hex(web_yaml)));
+    let o = ok(Command::new(&out).args(["list", "--json", "--key"]).arg(&keys.public));
+    let listing = String::from_utf8_lossy(&o.stdout);
+    assert!(listing.contains("\"manifests/app.yaml\""), "{listing}");
+    assert!(listing.contains("\"application/apps/web/web.yaml\""), "{listing}");
+
+    // A pin that does not match fails with both digests, and writes nothing.
+    write_kubefile(&"0".repeat(64));
+    let o = build(&kubefile, None, &keys.private, &t.path().join("y.run"), &ignore);
+    assert_eq!(code(&o), 1);
+    assert!(stderr(&o).contains(&sha256_hex(web_yaml)), "{}", stderr(&o));
+    assert!(stderr(&o).contains("Kubefile:3:9"), "{}", stderr(&o));
+    assert!(!t.path().join("y.run").exists());
+}
