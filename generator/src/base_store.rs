@@ -129,15 +129,17 @@ fn add(args: &BaseAddArgs) -> Result<()> {
     let store = store_dir(args.store.as_deref())?;
     let trust = Trust::from_args(Some(&args.key), None)?;
     let bundle = &args.bundle;
+    let failed = || {
+        format!(
+            "base bundle {} failed verification against {}",
+            bundle.display(),
+            args.key.display()
+        )
+    };
     let verified = Bundle::open(bundle)
-        .and_then(|b| b.verify_signature(&trust))
-        .with_context(|| {
-            format!(
-                "base bundle {} failed verification against {}",
-                bundle.display(),
-                args.key.display()
-            )
-        })?;
+        .with_context(failed)?
+        .verify_signature(&trust)
+        .with_context(failed)?;
     let info = verified.manifest().bundle.clone();
     let fingerprint = verified.signer().fingerprint().to_string();
     drop(verified);
