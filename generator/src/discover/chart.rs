@@ -55,6 +55,15 @@ pub(super) struct ChartMeta {
     pub(super) dependencies: Vec<(String, Option<String>)>,
 }
 
+/// A chart found at the top of the bundle (not inside another chart), ready to render and scan.
+pub(super) struct TopChart {
+    pub(super) chart: Chart,
+    pub(super) meta: ChartMeta,
+    /// The vendor's values file beside the chart (its name even when absent, for hints).
+    pub(super) override_file: String,
+    pub(super) override_bytes: Option<Vec<u8>>,
+}
+
 /// What a chart's values are walked with.
 pub(super) struct ValuesCtx {
     pub(super) app_version: Option<String>,
@@ -160,17 +169,22 @@ pub(super) const OVERRIDE_LAYER: u32 = MAX_CHART_DEPTH + 2;
 
 impl Scan<'_> {
     /// Scan a chart that is not a subchart, with the override file beside it in `dir`.
-    pub(super) fn top_chart(
+    /// Reads a top chart's metadata and the vendor's override file beside it (consumed, so it is
+    /// not scanned as a manifest). `None` when that failed (the error is recorded).
+    pub(super) fn top_chart_prepare(
         &mut self,
-        chart: &Chart,
+        chart: Chart,
         dir: &str,
         stem: &str,
         files: &BTreeMap<&str, &Path>,
         consumed: &mut BTreeSet<String>,
-    ) {
-        let meta = match chart_meta(chart) {
+    ) -> Option<TopChart> {
+        let meta = match chart_meta(&chart) {
             Ok(m) => m,
-            Err(e) => return self.errors.push(e),
+            Err(e) => {
+                self.errors.push(e);
+                return None;
+            }
         };
         let at = |name: &str| {
             if dir.is_empty() {
@@ -187,31 +201,47 @@ impl Scan<'_> {
         ];
         let found = candidates.iter().find(|c| files.contains_key(c.as_str()));
         let override_file = found.unwrap_or(&candidates[0]).clone();
-        let mut overrides = None;
         let mut override_bytes = None;
         if let Some(file) = found {
             consumed.insert(file.clone());
-            let parsed = read_disk(file, files[file.as_str()]).and_then(|bytes| {
-                let file_rc: Rc<str> = Rc::from(file.as_str());
-                let values = parse_values(&bytes, &file_rc, OVERRIDE_LAYER);
-                override_bytes = Some(bytes);
-                values
-            });
-            match parsed {
-                Ok(v) => overrides = v,
-                Err(e) => return self.errors.push(e),
+            match read_disk(file, files[file.as_str()]) {
+                Ok(bytes) => override_bytes = Some(bytes),
+                Err(e) => {
+                    self.errors.push(e);
+                    return None;
+                }
             }
         }
-        if !self.render_chart(chart, &meta, override_bytes.as_deref()) {
+        Some(TopChart {
+            chart,
+            meta,
+            override_file,
+            override_bytes,
+        })
+    }
+
+    /// Scans a prepared top chart: its rendering (if any), then its values where needed.
+    pub(super) fn top_chart(&mut self, top: &TopChart, rendered: Option<super::render::Rendering>) {
+        let overrides = match &top.override_bytes {
+            Some(bytes) => {
+                let file_rc: Rc<str> = Rc::from(top.override_file.as_str());
+                match parse_values(bytes, &file_rc, OVERRIDE_LAYER) {
+                    Ok(v) => v,
+                    Err(e) => return self.errors.push(e),
+                }
+            }
+            None => None,
+        };
+        if !self.render_chart(&top.chart, rendered) {
             return;
         }
         let ctx = ValuesCtx {
             app_version: None,
             global_registry: None,
             key_path: Vec::new(),
-            override_file,
+            override_file: top.override_file.clone(),
         };
-        self.chart(chart, &meta, overrides, 0, ctx);
+        self.chart(&top.chart, &top.meta, overrides, 0, ctx);
     }
 
     /// Scan one chart: its values merged with `overrides`, templates, CRDs, subcharts.

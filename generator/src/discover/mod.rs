@@ -200,6 +200,10 @@ pub fn discover_with(
             .any(|r| r.is_empty() || b.strip_prefix(r).is_some_and(|s| s.starts_with('/')))
     };
     let mut consumed: BTreeSet<String> = BTreeSet::new();
+    // Charts are rendered a batch at a time, on every core; a batch bounds the memory that
+    // charts read from archives hold.
+    const BATCH: usize = 16;
+    let mut tops = Vec::new();
 
     for &root in &roots {
         if is_subchart_root(root, &roots) {
@@ -218,7 +222,10 @@ pub fn discover_with(
                 .collect(),
         };
         let (dir, stem) = split_dir(root);
-        scan.top_chart(&chart, dir, stem, &files, &mut consumed);
+        tops.extend(scan.top_chart_prepare(chart, dir, stem, &files, &mut consumed));
+        if tops.len() >= BATCH {
+            scan.top_charts(std::mem::take(&mut tops));
+        }
     }
 
     for (&bundle_path, &path) in &files {
@@ -248,8 +255,12 @@ pub fn discover_with(
             }
         };
         let (dir, _) = split_dir(bundle_path);
-        scan.top_chart(&chart, dir, stem, &files, &mut consumed);
+        tops.extend(scan.top_chart_prepare(chart, dir, stem, &files, &mut consumed));
+        if tops.len() >= BATCH {
+            scan.top_charts(std::mem::take(&mut tops));
+        }
     }
+    scan.top_charts(tops);
 
     for (&bundle_path, &path) in &files {
         let name = bundle_path.rsplit('/').next().unwrap_or(bundle_path);
@@ -297,6 +308,34 @@ struct Scan<'a> {
 }
 
 impl Scan<'_> {
+    /// Renders `tops` in parallel, then scans each in order.
+    fn top_charts(&mut self, tops: Vec<chart::TopChart>) {
+        let mut jobs = Vec::new();
+        // Per top: Ok(Some(index into jobs)) when it renders, Ok(None) in the values-only mode,
+        // Err(()) when its files could not be read (the error is recorded).
+        let mut slots: Vec<Result<Option<usize>, ()>> = Vec::new();
+        for top in &tops {
+            match render::job(top, &self.render) {
+                Some(Ok(job)) => {
+                    slots.push(Ok(Some(jobs.len())));
+                    jobs.push(job);
+                }
+                Some(Err(e)) => {
+                    self.errors.push(e);
+                    slots.push(Err(()));
+                }
+                None => slots.push(Ok(None)),
+            }
+        }
+        let mut rendered: Vec<Option<render::Rendering>> = render::render_all(jobs).into_iter().map(Some).collect();
+        for (top, slot) in tops.iter().zip(slots) {
+            if let Ok(slot) = slot {
+                let r = slot.and_then(|i| rendered[i].take());
+                self.top_chart(top, r);
+            }
+        }
+    }
+
     fn warn(&mut self, file: &str, line: usize, message: impl AsRef<str>) {
         self.warnings.push(format!("{file}:{line}: {}", message.as_ref()));
     }

@@ -9,10 +9,13 @@
 //! lost to a template this renderer cannot handle. `--chart-images all` asks for the values scan
 //! of every chart as well (the over-inclusion of earlier versions).
 
-use helm_render::{ChartFiles, Options};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 
-use super::chart::{Chart, ChartMeta};
-use super::Scan;
+use helm_render::{ChartError, ChartFiles, Options, Rendered};
+
+use super::chart::{Chart, TopChart};
+use super::{DiscoverError, Scan};
 
 /// How chart images are found.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -47,35 +50,69 @@ impl Default for RenderOptions {
 /// The suffix of a rendered file's name in sources: its lines are lines of the rendered text.
 pub const RENDERED: &str = " (rendered)";
 
-impl Scan<'_> {
-    /// Renders `chart` with `overrides` (the vendor's values file, raw) and scans the result.
-    /// Returns whether the values scan must run too.
-    pub(super) fn render_chart(&mut self, chart: &Chart, meta: &ChartMeta, overrides: Option<&[u8]>) -> bool {
-        let mode = self.render.chart_images;
-        if mode == ChartImages::Values {
-            return true;
-        }
-        let mut files = ChartFiles::default();
-        for rel in chart.files.keys() {
-            match chart.read(rel) {
-                Some(Ok(bytes)) => {
-                    files.files.insert(rel.clone(), bytes.into_owned());
-                }
-                Some(Err(e)) => {
-                    self.errors.push(e);
-                    return false;
-                }
-                None => {}
+/// A chart's rendering: what [`render_all`] gives [`Scan::render_chart`].
+pub(super) type Rendering = Result<Rendered, ChartError>;
+
+/// The files and options to render a top chart with (`None` in the values-only mode).
+pub(super) fn job(top: &TopChart, render: &RenderOptions) -> Option<Result<(ChartFiles, Options), DiscoverError>> {
+    if render.chart_images == ChartImages::Values {
+        return None;
+    }
+    let mut files = ChartFiles::default();
+    for rel in top.chart.files.keys() {
+        match top.chart.read(rel) {
+            Some(Ok(bytes)) => {
+                files.files.insert(rel.clone(), bytes.into_owned());
             }
+            Some(Err(e)) => return Some(Err(e)),
+            None => {}
         }
-        let options = Options {
-            release_name: meta.name.to_ascii_lowercase(),
-            namespace: "default".into(),
-            kube_version: self.render.kube_version.clone(),
-            api_versions: Vec::new(),
-            values_overrides: overrides.map(|o| vec![o.to_vec()]).unwrap_or_default(),
+    }
+    let options = Options {
+        release_name: top.meta.name.to_ascii_lowercase(),
+        namespace: "default".into(),
+        kube_version: render.kube_version.clone(),
+        api_versions: Vec::new(),
+        values_overrides: top.override_bytes.iter().cloned().collect(),
+    };
+    Some(Ok((files, options)))
+}
+
+/// Renders every job, on as many threads as there are cores (rendering is the costly part of
+/// discovery, and charts are independent); results in the jobs' order.
+pub(super) fn render_all(jobs: Vec<(ChartFiles, Options)>) -> Vec<Rendering> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(jobs.len().max(1));
+    let next = AtomicUsize::new(0);
+    let results: Mutex<Vec<Option<Rendering>>> = Mutex::new((0..jobs.len()).map(|_| None).collect());
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some((files, options)) = jobs.get(i) else { break };
+                let r = helm_render::render(files, options);
+                results.lock().expect("no panics while locked")[i] = Some(r);
+            });
+        }
+    });
+    results
+        .into_inner()
+        .expect("no panics while locked")
+        .into_iter()
+        .map(|r| r.unwrap_or(Err(ChartError::Panicked)))
+        .collect()
+}
+
+impl Scan<'_> {
+    /// Scans a chart's rendering (`None`: not rendered, values-only mode). Returns whether
+    /// the values scan must run too.
+    pub(super) fn render_chart(&mut self, chart: &Chart, rendered: Option<Rendering>) -> bool {
+        let mode = self.render.chart_images;
+        let Some(rendered) = rendered else {
+            return true;
         };
-        let rendered = match helm_render::render(&files, &options) {
+        let rendered = match rendered {
             Ok(r) => r,
             Err(e) => {
                 self.warn(
