@@ -19,6 +19,15 @@ pub struct Daemon {
     child: Child,
 }
 
+impl Daemon {
+    /// Starts `cmd` as a daemon of the test.
+    pub fn spawn(cmd: &mut Command) -> Daemon {
+        Daemon {
+            child: cmd.spawn().unwrap(),
+        }
+    }
+}
+
 impl Drop for Daemon {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -171,7 +180,7 @@ impl World {
         );
         write(
             &ctx.join("charts/app/templates/deploy.yaml"),
-            b"spec:\n  containers:\n    - image: {{ .Values.image.registry }}/{{ .Values.image.repository }}\n",
+            b"apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {{ .Release.Name }}\nspec:\n  template:\n    spec:\n      containers:\n        - name: app\n          image: {{ .Values.image.registry }}/{{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}\n",
             0o644,
         );
         write(

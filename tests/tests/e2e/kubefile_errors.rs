@@ -22,12 +22,12 @@ fn build_err(kubefile_text: &str, setup: impl Fn(&std::path::Path)) -> (i32, Str
 #[test]
 fn unknown_instructions_are_all_reported_with_line_and_column() {
     let (code, err, written) = build_err(
-        "FROM scratch\n# a comment\n  RUN apt-get update\nCOPY present.yaml x\nADD a b\n",
+        "FROM scratch\n# a comment\n  ENTRYPOINT apt-get update\nCOPY present.yaml x\nADD a b\n",
         |_| {},
     );
     assert_eq!(code, 1);
     assert!(!written);
-    assert!(err.contains("Kubefile:3:3: unknown instruction `RUN`"), "{err}");
+    assert!(err.contains("Kubefile:3:3: unknown instruction `ENTRYPOINT`"), "{err}");
     assert!(err.contains("Kubefile:5:1: unknown instruction `ADD`"), "{err}");
 }
 

@@ -342,39 +342,27 @@ fn copy_into_a_sealer_rootfs_directory_never_loses_the_image_list() {
     );
 }
 
-/// `python3 -m http.server` on loopback serving `dir`, killed on drop.
-struct FileServer {
-    child: std::process::Child,
-    port: u16,
-}
-
-impl Drop for FileServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn file_server(dir: &Path) -> FileServer {
+/// `python3 -m http.server` on loopback serving `dir`, killed on drop, and its port.
+fn file_server(dir: &Path) -> (crate::images::Daemon, u16) {
     let port = crate::images::free_port();
-    let child = Command::new("python3")
-        .args([
-            "-m",
-            "http.server",
-            "--bind",
-            "127.0.0.1",
-            &port.to_string(),
-            "--directory",
-        ])
-        .arg(dir)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let daemon = crate::images::Daemon::spawn(
+        Command::new("python3")
+            .args([
+                "-m",
+                "http.server",
+                "--bind",
+                "127.0.0.1",
+                &port.to_string(),
+                "--directory",
+            ])
+            .arg(dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null()),
+    );
     crate::images::wait_for("http.server", || {
         std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
     });
-    FileServer { child, port }
+    (daemon, port)
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {
@@ -393,8 +381,8 @@ fn url_sources_are_downloaded_pinned_and_recorded() {
         b"apiVersion: v1\nkind: Pod\nspec:\n  containers:\n    - name: w\n      image: example.com/team/web:2.0\n";
     write(&served.join("app.yaml"), app_yaml, 0o644);
     write(&served.join("web.yaml"), web_yaml, 0o644);
-    let server = file_server(&served);
-    let base = format!("http://127.0.0.1:{}", server.port);
+    let (_server, port) = file_server(&served);
+    let base = format!("http://127.0.0.1:{port}");
     let ctx = t.path().join("ctx");
     let kubefile = ctx.join("Kubefile");
     let write_kubefile = |web_pin: &str| {
