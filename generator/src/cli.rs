@@ -51,11 +51,14 @@ pub enum Command {
     /// List the container images a Kubefile's bundle needs, and where each was found, without
     /// fetching anything.
     ///
-    /// Images are found in every `image:` of the YAML files the bundle carries (Kubernetes
-    /// manifests, multi-document), in Helm charts (values and `<chart>.values.yaml` beside the
-    /// chart, literal references in templates, .tgz charts), and in image list files
-    /// (`imageList`, `*.images`: one reference per line). Example:
-    ///   delivery images -f bundles/demo/Kubefile
+    /// Images are found in the Kubernetes objects of the YAML files the bundle carries
+    /// (`image:` fields, and operator images in container args and IMAGE env values), in Helm
+    /// charts rendered as `helm template` renders them (with `<chart>.values.yaml` beside the
+    /// chart; `--chart-images all` adds every image their values name), and in image list
+    /// files (`imageList`, `*.images`: one reference per line). RUN and URL sources run and
+    /// download as in a build; a `FROM` name that resolves to nothing is a warning, and the
+    /// base's images are then missing from the list. Example:
+    ///   delivery images -f bundles/demo/Kubefile --json
     Images(ImagesArgs),
     /// The local store of base bundles that `FROM <name>` resolves to.
     ///
