@@ -735,3 +735,19 @@ fn maintainer_and_from_platform() {
     assert_eq!(k.labels["maintainer"], "ops team <ops@example.com>");
     assert!(k.warnings[0].contains("--platform=linux/amd64"), "{:?}", k.warnings);
 }
+
+#[test]
+fn doubling_args_stop_at_the_expansion_cap_with_line_and_column() {
+    // 40 lines of ARG A{n+1}=${An}${An} would ask for 2^40 x 16 bytes.
+    let mut text = String::from("ARG A0=0123456789abcdef\n");
+    for n in 0..40 {
+        text.push_str(&format!("ARG A{}=${{A{n}}}${{A{n}}}\n", n + 1));
+    }
+    text.push_str("FROM scratch\n");
+    let e = errs(&text);
+    let first = &e[0];
+    assert!(
+        matches!(first, KubefileError::BadVariable { line: 17, column: 15, problem, .. } if problem.contains("more than 1 MiB")),
+        "{first:?}"
+    );
+}

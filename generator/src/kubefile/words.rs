@@ -98,6 +98,9 @@ pub(super) struct Expander<'a> {
     pub(super) args: &'a BTreeMap<String, String>,
 }
 
+/// The longest value a variable expansion may produce.
+pub(super) const MAX_EXPANDED: usize = 1 << 20;
+
 pub(super) fn is_name_start(c: char) -> bool {
     c.is_ascii_alphabetic() || c == '_'
 }
@@ -239,6 +242,28 @@ impl Expander<'_> {
     /// (`shell`), the word of `${NAME:-word}` has its quotes and escapes processed as Docker
     /// does (`${NAME:-"x y"}` is `x y`); in a JSON string only `$` and `\\}` are special.
     pub(super) fn dollar(
+        &self,
+        chars: &[PChar],
+        i: &mut usize,
+        out: &mut String,
+        shell: bool,
+    ) -> Result<(), KubefileError> {
+        let start = *i;
+        self.dollar_unchecked(chars, i, out, shell)?;
+        // `ARG B=${A}${A}` doubles a value per line: forty lines would ask for terabytes.
+        if out.len() > MAX_EXPANDED {
+            return Err(KubefileError::BadVariable {
+                file: self.file.to_path_buf(),
+                line: chars[start].pos.line,
+                column: chars[start].pos.column,
+                problem: format!("the value expands to more than {} MiB", MAX_EXPANDED >> 20),
+                text: collect(&chars[start..(*i).min(start + 64)]),
+            });
+        }
+        Ok(())
+    }
+
+    fn dollar_unchecked(
         &self,
         chars: &[PChar],
         i: &mut usize,
