@@ -629,10 +629,17 @@ impl Cx<'_> {
     }
 
     fn invalid(&mut self, key: &str, v: &Spanned<DeValue<'_>>, value: &str, reason: &str, hint: &str) {
+        // A password typed where a variable name belongs must not reach a terminal or a log.
+        let lower = key.to_ascii_lowercase();
+        let secret = ["password", "secret", "token", "key"].iter().any(|w| lower.contains(w));
         self.push(ClusterfileError::InvalidValue {
             at: self.span(v.span()),
             key: key.to_owned(),
-            value: value.to_owned(),
+            value: if secret {
+                "(not shown)".to_owned()
+            } else {
+                value.to_owned()
+            },
             reason: reason.to_owned(),
             hint: hint.to_owned(),
         });
@@ -1412,7 +1419,11 @@ port = 22
             "{e}"
         );
         assert_eq!((line, col), (3, 24));
-        let (e, ..) = one(&with("[ssh]\npassword_env = \"not a name\"\n"));
+        let (e, ..) = one(&with("[ssh]\npassword_env = \"hunter2 !\"\n"));
+        assert!(
+            !e.to_string().contains("hunter2"),
+            "a password typed as a variable name is echoed: {e}"
+        );
         assert!(
             matches!(&e, E::InvalidValue { key, .. } if key == "password_env"),
             "{e}"

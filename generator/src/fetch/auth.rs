@@ -118,7 +118,14 @@ impl Auths {
                     inline = true;
                     Secret::Inline(p)
                 }
-                (None, Some(var)) if !var.is_empty() => Secret::Env(var),
+                (None, Some(var)) if is_env_name(&var) => Secret::Env(var),
+                // Never echoed: it may be the password itself, typed where its variable's name belongs.
+                (None, Some(var)) if !var.is_empty() => {
+                    return Err(bad(
+                        offset,
+                        format!("registry `{host}`: password_env is not an environment variable name (value not shown: it may be a password); name the variable that holds the password, e.g. HARBOR_PASSWORD"),
+                    ))
+                }
                 (None, Some(_)) => return Err(bad(offset, format!("registry `{host}` has an empty password_env"))),
                 (Some(_), Some(_)) => {
                     return Err(bad(
@@ -178,13 +185,27 @@ impl Credential {
         match &self.password {
             Secret::Inline(p) => Ok(p.clone()),
             Secret::Env(var) => std::env::var(var).map_err(|_| {
+                // A name in lowercase may be the password itself, typed in the wrong key.
+                let shown = if var
+                    .bytes()
+                    .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+                {
+                    format!("{var} ")
+                } else {
+                    String::new()
+                };
                 format!(
-                    "the environment variable {var} (password_env, line {}) is not set",
+                    "the environment variable {shown}that password_env names (line {}) is not set",
                     self.line
                 )
             }),
         }
     }
+}
+
+fn is_env_name(s: &str) -> bool {
+    let mut cs = s.chars();
+    cs.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_') && cs.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 /// Docker Hub is known by several names; credentials and mirrors use `docker.io`.
@@ -405,6 +426,30 @@ mod tests {
         .unwrap();
         let err = a.for_host("r.example").unwrap().password().unwrap_err();
         assert!(err.contains("DELIVERY_TEST_SURELY_UNSET_VAR"));
+        // `password_env = "hunter2"`: a valid name, but maybe the password itself: not echoed.
+        let a = parse(
+            "[registries.\"r.example\"]\nusername = \"u\"\npassword_env = \"hunter2\"\n",
+            0o600,
+        )
+        .unwrap();
+        let err = a.for_host("r.example").unwrap().password().unwrap_err();
+        assert!(!err.contains("hunter2") && err.contains("(line 1)"), "{err}");
+    }
+
+    #[test]
+    fn a_password_typed_as_password_env_is_refused_and_never_echoed() {
+        let e = parse(
+            "[registries.\"r.example\"]\nusername = \"u\"\npassword_env = \"hunter2!\"\n",
+            0o600,
+        )
+        .map(|_| ())
+        .expect_err("not a variable name");
+        let text = format!("{e:#}");
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(
+            text.contains("password_env is not an environment variable name"),
+            "{text}"
+        );
     }
 
     #[test]
