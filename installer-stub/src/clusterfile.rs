@@ -803,7 +803,23 @@ impl Cx<'_> {
         };
 
         let name = match get("name") {
-            Some((_, v)) => self.nonempty("name", v),
+            // The name becomes /var/lib/delivery/<name> here and on every host, and a word in
+            // their shell commands: a DNS label, nothing else.
+            Some((_, v)) => self.nonempty("name", v).and_then(|n| {
+                if is_dns_label(&n) {
+                    Some(n)
+                } else {
+                    let shown: String = n.chars().take(64).map(|c| if c.is_control() { '?' } else { c }).collect();
+                    self.invalid(
+                        "name",
+                        v,
+                        &shown,
+                        "not a DNS label",
+                        "1 to 63 lowercase letters, digits and `-`, starting and ending with a letter or digit, e.g. \"prod-eu\"",
+                    );
+                    None
+                }
+            }),
             None => {
                 self.push(ClusterfileError::MissingKey {
                     at: self.span(0..0),
@@ -1201,6 +1217,16 @@ fn check_dns_name(s: &str) -> Result<(), String> {
         return Err(format!("`{s}` is not a valid IP address"));
     }
     Ok(())
+}
+
+/// RFC 1123 label: what Kubernetes names a namespace with.
+fn is_dns_label(s: &str) -> bool {
+    let b = s.as_bytes();
+    (1..=63).contains(&b.len())
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b[0] != b'-'
+        && b[b.len() - 1] != b'-'
 }
 
 fn is_identifier(s: &str) -> bool {
@@ -1633,6 +1659,36 @@ port = 22
             one("name = \"c\"\n[[hosts]]\naddresses = [\"10.0.0.1-2\"]\nroles = [\"master\"]\nhostname = \"m\"\n");
         assert!(matches!(e, E::HostnameOnMultiAddress { addresses: 2, .. }), "{e}");
         assert_eq!((line, col), (5, 12));
+    }
+
+    #[test]
+    fn a_cluster_name_that_would_escape_its_directory_or_a_shell_word_is_refused() {
+        for bad in [
+            "../../etc",
+            "prod/eu",
+            "a'b",
+            "a\\nb",
+            "a\\u0000b",
+            "Prod",
+            "-x",
+            "x-",
+            "a b",
+        ] {
+            let (e, line, col) = one(&format!("name = \"{bad}\"\n{HOSTS}"));
+            assert!(
+                matches!(&e, ClusterfileError::InvalidValue { key, .. } if key == "name"),
+                "{bad}: {e:?}"
+            );
+            assert_eq!((line, col), (1, 8), "{bad}");
+            let text = e.to_string();
+            assert!(!text.contains('\n') || text.contains("hint"), "{text}");
+            assert!(!text.contains('\0'), "{text}");
+        }
+        let (e, ..) = one(&format!("name = \"{}\"\n{HOSTS}", "a".repeat(64)));
+        assert!(matches!(&e, ClusterfileError::InvalidValue { key, .. } if key == "name"));
+        for good in ["c", "prod-eu", "a1", &"a".repeat(63)] {
+            assert_eq!(ok(&format!("name = \"{good}\"\n{HOSTS}")).name, *good);
+        }
     }
 
     #[test]
