@@ -1,7 +1,8 @@
 //! Entry paths and symlink targets: the only names the extractor will ever create.
 //!
 //! A valid entry path is relative, `/`-separated, and made of normal components only: no
-//! leading `/`, no empty, `.` or `..` component, no NUL, at most 4096 bytes with components of
+//! leading `/`, no empty, `.` or `..` component, no control character (NUL, newline,
+//! escape: a name must not forge a line or a terminal sequence in `list`), at most 4096 bytes with components of
 //! at most 255. A symlink target must be relative and, resolved lexically from the link's
 //! directory, stay inside the bundle root.
 
@@ -14,8 +15,9 @@ pub enum PathError {
     Absolute(String),
     #[error("entry path `{0}` has an empty, `.` or `..` component")]
     BadComponent(String),
-    #[error("entry path `{0}` contains a NUL byte")]
-    Nul(String),
+    /// NUL, newline, escape and the like: they forge lines and terminal output in `list`.
+    #[error("entry path `{0}` contains a control character")]
+    Control(String),
     #[error("entry path `{0}` is too long")]
     TooLong(String),
     #[error("symlink `{link}` -> `{target}` points outside the bundle")]
@@ -30,8 +32,10 @@ pub fn check(path: &str) -> Result<(), PathError> {
     if path.is_empty() {
         return Err(PathError::Empty);
     }
-    if path.contains('\0') {
-        return Err(PathError::Nul(path.escape_debug().to_string()));
+    if path.chars().any(char::is_control) {
+        return Err(PathError::Control(
+            path.chars().take(256).collect::<String>().escape_debug().to_string(),
+        ));
     }
     if path.starts_with('/') {
         return Err(PathError::Absolute(path.to_string()));
@@ -120,6 +124,16 @@ mod tests {
             assert!(check_link("a/b/link", bad).is_err(), "{bad:?}");
         }
         assert!(check_link("link", "..").is_err());
+        for forged in [
+            "a\nb",
+            "etc/passwd\n-rw-r--r-- 0 root",
+            "a\u{1b}[2Jb",
+            "a\0b",
+            "a\u{7f}",
+        ] {
+            assert!(matches!(check(forged), Err(PathError::Control(_))), "{forged:?}");
+            assert!(!check(forged).unwrap_err().to_string().contains('\n'));
+        }
         // A `..` after a name could climb out of wherever that name (maybe a link) points.
         assert!(check_link("a/link", "b/../c").is_err());
         let deep = format!("{}s", "d/".repeat(12));

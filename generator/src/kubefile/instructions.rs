@@ -332,6 +332,18 @@ impl<'a> Parser<'a> {
             let value = ex.whole(trim(&ins.args[first.end..]))?;
             vec![(first.text.clone(), value)]
         };
+        if let Some((key, _)) = pairs.iter().find(|(k, _)| !is_var_name(k)) {
+            let pos = ins.args.first().map_or(ins.at, |p| p.pos);
+            return Err(err!(
+                self.file,
+                pos,
+                InvalidName {
+                    what: "ENV key",
+                    name: key.escape_debug().to_string(),
+                    rule: "environment variable names are letters, digits and `_`, not starting with a digit",
+                }
+            ));
+        }
         self.env.extend(pairs);
         Ok(())
     }
@@ -342,6 +354,15 @@ impl<'a> Parser<'a> {
             return Err(self.bad_args(ins.at, "LABEL", "needs key=value pairs", &ins.args, LABEL_USAGE));
         }
         let pairs = self.pairs(ins, words, "LABEL", LABEL_USAGE)?;
+        if let Some((k, v)) = pairs.iter().find(|(k, v)| k.contains('\0') || v.contains('\0')) {
+            return Err(self.bad_args(
+                ins.at,
+                "LABEL",
+                format!("`{}={}` holds a NUL character", k.escape_debug(), v.escape_debug()),
+                &ins.args,
+                LABEL_USAGE,
+            ));
+        }
         self.labels.extend(pairs);
         Ok(())
     }
@@ -396,6 +417,17 @@ impl<'a> Parser<'a> {
         }
         if let Some((_, pos)) = items.iter().find(|(s, _)| s.is_empty()) {
             return Err(self.bad_args(*pos, "COPY", "has an empty path", &ins.args, COPY_USAGE));
+        }
+        if let Some((text, pos)) = items.iter().find(|(s, _)| s.chars().any(char::is_control)) {
+            return Err(err!(
+                self.file,
+                *pos,
+                InvalidName {
+                    what: "COPY path",
+                    name: text.escape_debug().to_string(),
+                    rule: "paths must not contain control characters (newline, escape, NUL, ...)",
+                }
+            ));
         }
         let dest = items.pop().unwrap_or_default();
         self.copies.push(Copy {

@@ -751,3 +751,44 @@ fn doubling_args_stop_at_the_expansion_cap_with_line_and_column() {
         "{first:?}"
     );
 }
+
+#[test]
+fn control_characters_in_paths_env_keys_and_labels_are_refused_at_their_line() {
+    let e = one_err("FROM scratch\nCOPY [\"a\", \"etc/passwd\\n-rw-r--r-- root\"]\n");
+    assert!(
+        matches!(
+            &e,
+            KubefileError::InvalidName {
+                line: 2,
+                column: 12,
+                what: "COPY path",
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    assert!(!e.to_string().contains("passwd\n"), "{e}");
+    let e = one_err("FROM scratch\nCOPY [\"a\\u001b[2J\", \"x/\"]\n");
+    assert!(
+        matches!(&e, KubefileError::InvalidName { line: 2, column: 7, .. }),
+        "{e:?}"
+    );
+    let e = one_err("FROM scratch\nENV A-B=x\n");
+    assert!(
+        matches!(
+            &e,
+            KubefileError::InvalidName {
+                line: 2,
+                column: 5,
+                what: "ENV key",
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    let e = one_err("FROM scratch\nLABEL a=b\u{0}c\n");
+    assert!(
+        matches!(&e, KubefileError::BadArguments { line: 2, .. }) || matches!(&e, KubefileError::Json { .. }),
+        "{e:?}"
+    );
+}
