@@ -78,6 +78,10 @@ pub enum ReadError {
     Write { path: PathBuf, source: io::Error },
     #[error("{path} exists and is not empty: choose another directory or pass --overwrite")]
     DestinationNotEmpty { path: PathBuf },
+    #[error(
+        "another extract into {path} is running (it holds {lock}): wait for it to finish, then run again if it failed"
+    )]
+    DestinationBusy { path: PathBuf, lock: PathBuf },
 }
 
 impl ReadError {
@@ -86,7 +90,10 @@ impl ReadError {
     pub fn is_verification_failure(&self) -> bool {
         !matches!(
             self,
-            ReadError::Io { .. } | ReadError::Write { .. } | ReadError::DestinationNotEmpty { .. }
+            ReadError::Io { .. }
+                | ReadError::Write { .. }
+                | ReadError::DestinationNotEmpty { .. }
+                | ReadError::DestinationBusy { .. }
         )
     }
 }
@@ -383,6 +390,20 @@ impl Verified {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),
         };
+        // One extract per destination at a time: a second one would delete the first one's
+        // staging directory, and the first would then rename an empty tree into place.
+        fs::create_dir_all(&parent).map_err(werr(&parent))?;
+        let mut lock_name = std::ffi::OsString::from(".");
+        lock_name.push(name);
+        lock_name.push(".delivery-lock");
+        let lock_path = parent.join(lock_name);
+        let _lock = lock_exclusive(&lock_path).map_err(|e| match e.kind() {
+            io::ErrorKind::WouldBlock => ReadError::DestinationBusy {
+                path: dest.to_path_buf(),
+                lock: lock_path.clone(),
+            },
+            _ => werr(&lock_path)(e),
+        })?;
         let existing = match fs::read_dir(dest) {
             Ok(mut it) => Some(it.next().is_some()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => None,
@@ -687,6 +708,22 @@ impl Verified {
         }
         Ok(())
     }
+}
+
+/// `path` opened (created if needed) and locked with `flock(LOCK_EX | LOCK_NB)`: held until the
+/// file is dropped, released by the kernel if the process dies. `WouldBlock` if another holds it.
+fn lock_exclusive(path: &Path) -> io::Result<File> {
+    use std::os::fd::AsRawFd;
+    let f = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)?;
+    // SAFETY: flock on a file descriptor this function owns; no memory is passed.
+    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(f)
 }
 
 fn file_size(e: &Entry) -> u64 {

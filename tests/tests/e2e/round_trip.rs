@@ -225,6 +225,51 @@ fn extract_refuses_a_non_empty_directory_and_converges_after_a_kill() {
 }
 
 #[test]
+fn concurrent_extracts_into_one_destination_never_report_success_with_a_wrong_tree() {
+    // Found by fuzzing: the second extract deleted the first's staging directory, and the
+    // first then renamed an empty tree into place and reported success.
+    let t = tempfile::tempdir().unwrap();
+    let keys = keygen(t.path(), "vendor");
+    let (kubefile, ctx) = larger_context(&t.path().join("big"), 24);
+    let bundle = t.path().join("big.run");
+    build_ok(&kubefile, Some(&ctx), &keys.private, &bundle, &[]);
+    for overwrite in [false, true] {
+        let dest = t.path().join(format!("dest-{overwrite}"));
+        if overwrite {
+            fs::create_dir_all(dest.join("old")).unwrap();
+            fs::write(dest.join("old/file"), b"replaced").unwrap();
+        }
+        let racers: Vec<_> = (0..6)
+            .map(|_| {
+                let mut c = Command::new(&bundle);
+                c.arg("extract").arg("--to").arg(&dest).arg("--key").arg(&keys.public);
+                if overwrite {
+                    c.arg("--overwrite");
+                }
+                crate::support::retry_busy(|| c.stderr(std::process::Stdio::piped()).spawn())
+            })
+            .collect();
+        let mut won = 0;
+        for r in racers {
+            let o = r.wait_with_output().unwrap();
+            if o.status.success() {
+                won += 1;
+                // Whoever reports success left the bundle's whole tree.
+                assert_eq!(tree(&dest), tree(&ctx), "a successful extract left a wrong tree");
+            } else {
+                let err = stderr(&o);
+                assert!(
+                    err.contains("another extract into") || err.contains("exists and is not empty"),
+                    "a loser fails with a clear message: {err}"
+                );
+            }
+        }
+        assert!(won >= 1, "no extract succeeded");
+        assert_eq!(tree(&dest), tree(&ctx));
+    }
+}
+
+#[test]
 fn without_a_key_a_per_user_key_is_created_once_and_announced() {
     use std::os::unix::fs::PermissionsExt;
     let t = tempfile::tempdir().unwrap();
