@@ -31,6 +31,10 @@ pub const TEMPLATE: &str = include_str!("../../templates/cluster.toml");
 
 /// Most addresses one range may expand to (a /16).
 pub const MAX_RANGE: u32 = 65_536;
+/// The most hosts a Clusterfile may name in all (ranges included).
+pub const MAX_HOSTS: usize = 65_536;
+/// The most errors shown; the rest are counted.
+pub const MAX_SHOWN_ERRORS: usize = 50;
 
 /// A parsed Clusterfile with ranges expanded and per-host SSH settings resolved.
 #[derive(Debug, Clone, PartialEq)]
@@ -321,6 +325,8 @@ pub enum ClusterfileError {
     NoMaster { at: Span },
     #[error("{at}: host {address} is listed twice (first at {first})\n  hint: remove one of the two, or merge their roles into one entry")]
     DuplicateHost { at: Span, address: String, first: Span },
+    #[error("{at}: more than {max} hosts in all\n  hint: a Clusterfile names at most {max} hosts; split the ranges over several clusters")]
+    TooManyHosts { at: Span, max: usize },
     #[error("{at}: bad address {value:?}: {reason}\n  hint: write an IPv4 or IPv6 address, a DNS name, or an IPv4 range like \"10.0.0.21-23\"")]
     BadAddress { at: Span, value: String, reason: String },
     #[error("{at}: bad address range {value:?}: {reason}\n  hint: write \"first-last\" with first <= last and at most {MAX_RANGE} addresses, e.g. \"10.0.0.21-10.0.0.23\" or \"10.0.0.21-23\"")]
@@ -357,6 +363,7 @@ impl ClusterfileError {
             | UnknownRole { at, .. }
             | NoMaster { at }
             | DuplicateHost { at, .. }
+            | TooManyHosts { at, .. }
             | BadAddress { at, .. }
             | BadRange { at, .. }
             | StrictWithoutKnownHosts { at }
@@ -382,12 +389,16 @@ fn did_you_mean(suggestion: &Option<String>, allowed: &str) -> String {
 pub struct ClusterfileErrors(pub Vec<ClusterfileError>);
 
 impl fmt::Display for ClusterfileErrors {
+    /// The first [`MAX_SHOWN_ERRORS`], then how many more.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, e) in self.0.iter().enumerate() {
+        for (i, e) in self.0.iter().take(MAX_SHOWN_ERRORS).enumerate() {
             if i > 0 {
                 writeln!(f)?;
             }
             write!(f, "{e}")?;
+        }
+        if self.0.len() > MAX_SHOWN_ERRORS {
+            write!(f, "\n... and {} more errors", self.0.len() - MAX_SHOWN_ERRORS)?;
         }
         Ok(())
     }
@@ -442,9 +453,13 @@ pub fn parse(path: &Path, text: &str) -> Result<Clusterfile, ClusterfileErrors> 
 }
 
 fn parse_with_home(path: &Path, text: &str, home: Option<OsString>) -> Result<Clusterfile, ClusterfileErrors> {
+    let line_starts = std::iter::once(0)
+        .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+        .collect();
     let mut cx = Cx {
         file: path,
         text,
+        line_starts,
         home: home.map(PathBuf::from),
         errors: Vec::new(),
     };
@@ -508,17 +523,20 @@ const HOST_KEYS: &[&str] = &["addresses", "roles", "ssh", "hostname"];
 struct Cx<'a> {
     file: &'a Path,
     text: &'a str,
+    /// Byte offset of every line's start: positions are found by binary search, not by
+    /// scanning the text again for each (20,000 duplicate keys took 3 s).
+    line_starts: Vec<usize>,
     home: Option<PathBuf>,
     errors: Vec<ClusterfileError>,
 }
 
 impl Cx<'_> {
     fn span(&self, r: Range<usize>) -> Span {
-        let offset = r.start.min(self.text.len());
-        let before = &self.text[..floor_char_boundary(self.text, offset)];
-        let line = before.matches('\n').count() + 1;
-        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-        let column = before[line_start..].chars().count() + 1;
+        let offset = floor_char_boundary(self.text, r.start.min(self.text.len()));
+        let line = self.line_starts.partition_point(|&start| start <= offset);
+        let line_start = self.line_starts[line - 1];
+        // A line's own length bounds this count; a 10 MiB line is counted once per error at most.
+        let column = self.text[line_start..offset].chars().count() + 1;
         Span {
             file: self.file.to_owned(),
             line,
@@ -1033,6 +1051,7 @@ impl Cx<'_> {
         };
         let mut hosts: Vec<Host> = Vec::new();
         let mut first_seen: BTreeMap<Address, Span> = BTreeMap::new();
+        let mut total_addresses = 0usize;
         for entry in entries.iter() {
             let Some(table) = self.table("hosts", entry) else {
                 continue;
@@ -1059,7 +1078,17 @@ impl Cx<'_> {
                                 continue;
                             };
                             match expand(&s) {
-                                Ok(list) => addresses.extend(list.into_iter().map(|a| (a, item.span()))),
+                                Ok(list) if total_addresses + list.len() > MAX_HOSTS => {
+                                    self.push(ClusterfileError::TooManyHosts {
+                                        at: self.span(item.span()),
+                                        max: MAX_HOSTS,
+                                    });
+                                    return None;
+                                }
+                                Ok(list) => {
+                                    total_addresses += list.len();
+                                    addresses.extend(list.into_iter().map(|a| (a, item.span())))
+                                }
                                 Err(AddressError::Address(reason)) => self.push(ClusterfileError::BadAddress {
                                     at: self.span(item.span()),
                                     value: s,
@@ -1689,6 +1718,45 @@ port = 22
         for good in ["c", "prod-eu", "a1", &"a".repeat(63)] {
             assert_eq!(ok(&format!("name = \"{good}\"\n{HOSTS}")).name, *good);
         }
+    }
+
+    #[test]
+    fn twenty_thousand_duplicate_keys_print_fifty_errors_and_a_count() {
+        let mut text = String::from("name = \"c\"\n[env]\n");
+        for _ in 0..20_000 {
+            text.push_str("A = \"1\"\n");
+        }
+        text.push_str(HOSTS);
+        let all = parse_with_home(file(), &text, None).expect_err("duplicates");
+        assert!(all.0.len() > MAX_SHOWN_ERRORS, "{}", all.0.len());
+        let shown = all.to_string();
+        assert!(
+            shown.lines().count() < 4 * MAX_SHOWN_ERRORS,
+            "{} lines",
+            shown.lines().count()
+        );
+        assert!(
+            shown.ends_with(&format!("... and {} more errors", all.0.len() - MAX_SHOWN_ERRORS)),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn address_ranges_are_capped_in_all_not_only_each() {
+        let ranges: Vec<String> = (0..100).map(|i| format!("\"10.{i}.0.0-10.{i}.255.255\"")).collect();
+        let text = format!(
+            "name = \"c\"\n[[hosts]]\naddresses = [{}]\nroles = [\"master\"]\n",
+            ranges.join(", ")
+        );
+        let (e, line, _) = one(&text);
+        assert!(
+            matches!(e, ClusterfileError::TooManyHosts { max: MAX_HOSTS, .. }),
+            "{e:?}"
+        );
+        assert_eq!(line, 3);
+        // One full range is still fine.
+        let c = ok("name = \"c\"\n[[hosts]]\naddresses = [\"10.0.0.0-10.0.255.255\"]\nroles = [\"master\"]\n");
+        assert_eq!(c.hosts.len(), MAX_HOSTS);
     }
 
     #[test]
