@@ -33,7 +33,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", terminal::error_chain(e.as_ref()));
             let verification = e.chain().any(|c| {
                 c.downcast_ref::<bundle_format::ReadError>()
                     .is_some_and(|r| r.is_verification_failure())

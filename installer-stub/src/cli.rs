@@ -206,7 +206,8 @@ pub struct ExtractArgs {
     /// Directory to create (it must not exist, or be empty).
     #[arg(long, value_name = "DIR")]
     pub to: PathBuf,
-    /// Replace DIR if it exists and is not empty (atomically, once everything is verified).
+    /// Replace DIR if it exists and is not empty: once everything is verified, DIR becomes
+    /// exactly the bundle's tree, so files in DIR that the bundle does not have are DELETED.
     #[arg(long)]
     pub overwrite: bool,
 }

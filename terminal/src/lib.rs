@@ -14,6 +14,23 @@ pub fn log(message: impl std::fmt::Display) {
     eprintln!("{} {message}", now());
 }
 
+/// An error and its causes on one line, `a: b: c`, as `{:#}` prints them, but leaving out a
+/// cause whose text is already there: many errors embed their source in their own message, and
+/// printing both doubled it (`Not a directory (os error 20): Not a directory (os error 20)`).
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        cause = c.source();
+    }
+    out
+}
+
 /// Now, as RFC 3339 UTC (`2026-11-23T12:00:00Z`): the time stamp of every log line.
 pub fn now() -> String {
     let secs = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
@@ -249,5 +266,27 @@ impl Bar {
                 bytes((self.total as f64 / secs) as u64)
             ));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cause_already_in_its_parents_text_is_not_repeated() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("failed to write /x: {source}")]
+        struct Write {
+            source: std::io::Error,
+        }
+        let io = std::io::Error::from_raw_os_error(20);
+        let text = io.to_string();
+        let e = anyhow::Error::new(Write { source: io }).context("extracting");
+        let shown = error_chain(e.as_ref());
+        assert_eq!(shown, format!("extracting: failed to write /x: {text}"));
+        assert_eq!(shown.matches(&text).count(), 1, "{shown}");
+        let plain = anyhow::anyhow!("inner").context("outer");
+        assert_eq!(error_chain(plain.as_ref()), "outer: inner");
     }
 }
