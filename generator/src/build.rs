@@ -15,6 +15,7 @@ use bundle_format::write::{self, InputBlob, InputEntry};
 use tempfile::TempDir;
 
 use crate::cli::{BuildArgs, FetchArgs, KubefileArgs};
+use crate::context;
 use crate::discover::{self, Found};
 use crate::kubefile::{self, Base, Kubefile};
 use crate::{atomic, base, base_store, download, fetch, layers, signing_key};
@@ -114,6 +115,16 @@ fn sidecar(out: &Path, ext: &str) -> PathBuf {
     PathBuf::from(p)
 }
 
+/// The Kubefile's directory, and the build context (`--context`, else that directory).
+fn dirs(args: &KubefileArgs) -> (PathBuf, PathBuf) {
+    let kubefile_dir = match args.kubefile.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let context_dir = args.context.clone().unwrap_or_else(|| kubefile_dir.clone());
+    (kubefile_dir, context_dir)
+}
+
 pub fn load_kubefile(args: &KubefileArgs) -> Result<Kubefile> {
     let path = &args.kubefile;
     let text = fs::read_to_string(path).with_context(|| format!("failed to read Kubefile {}", path.display()))?;
@@ -124,14 +135,33 @@ pub fn load_kubefile(args: &KubefileArgs) -> Result<Kubefile> {
             .ok_or_else(|| anyhow!("--build-arg `{a}` is not NAME=VALUE"))?;
         build_args.insert(k.to_string(), v.to_string());
     }
-    let kubefile = kubefile::parse(path, &text, &build_args, &args.arch).map_err(|errors| {
-        let n = errors.len();
-        anyhow!(
-            "{errors}\n{n} error{} in {}",
+    let (kubefile, errors) = kubefile::parse_partial(path, &text, &build_args, &args.arch);
+    if !errors.is_empty() {
+        // The COPY and APP sources of what did parse are checked too: every problem at once.
+        let (_, context_dir) = dirs(args);
+        let mut local = kubefile.clone();
+        for c in &mut local.copies {
+            c.sources.retain(|(s, _)| !download::is_remote(s));
+        }
+        local.copies.retain(|c| !c.sources.is_empty());
+        for a in &mut local.apps {
+            a.sources.retain(|(s, _)| !download::is_remote(s));
+        }
+        let context_errors = context::resolve_layer(&context_dir, &local, &context::Layer::default())
+            .err()
+            .unwrap_or_default();
+        let n = errors.len() + context_errors.len();
+        let mut text = errors.to_string();
+        for e in &context_errors {
+            text.push('\n');
+            text.push_str(&e.to_string());
+        }
+        bail!(
+            "{text}\n{n} error{} in {}",
             if n == 1 { "" } else { "s" },
             path.display()
-        )
-    })?;
+        );
+    }
     for w in &kubefile.warnings {
         terminal::log(format_args!("warning: {w}"));
     }
@@ -149,11 +179,7 @@ pub fn plan(
     tag: Option<&str>,
     allow_unresolved_base: bool,
 ) -> Result<Plan> {
-    let kubefile_dir = match args.kubefile.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let context_dir = args.context.clone().unwrap_or_else(|| kubefile_dir.clone());
+    let (kubefile_dir, context_dir) = dirs(args);
     let mut entries = BTreeMap::new();
     let mut newest = mtime(&args.kubefile)?;
 

@@ -695,7 +695,7 @@ impl<'a> Parser<'a> {
         Ok(())
     }
 
-    pub(super) fn finish(mut self) -> Result<Kubefile, KubefileErrors> {
+    pub(super) fn finish(mut self) -> (Kubefile, KubefileErrors) {
         for (name, pos, instruction) in std::mem::take(&mut self.app_refs) {
             if !self.app_pos.contains_key(&name) {
                 let hint = if self.app_pos.is_empty() {
@@ -733,10 +733,7 @@ impl<'a> Parser<'a> {
                 Base::Scratch
             }
         };
-        if !self.errors.is_empty() {
-            self.errors.sort_by_key(KubefileError::pos);
-            return Err(KubefileErrors(self.errors));
-        }
+        self.errors.sort_by_key(KubefileError::pos);
         let mut apps = self.apps;
         for (name, cmds) in self.app_cmds {
             if let Some(app) = apps.iter_mut().find(|a| a.name == name) {
@@ -748,7 +745,7 @@ impl<'a> Parser<'a> {
                 app.env.extend(pairs);
             }
         }
-        Ok(Kubefile {
+        let kubefile = Kubefile {
             path: self.file.to_path_buf(),
             base,
             args: self.args,
@@ -760,7 +757,8 @@ impl<'a> Parser<'a> {
             launch: self.launch.map(|(l, _, _)| l),
             kube_version: self.kube_version,
             warnings: self.warnings,
-        })
+        };
+        (kubefile, KubefileErrors(self.errors))
     }
 }
 

@@ -465,12 +465,30 @@ impl<'a> IntoIterator for &'a KubefileErrors {
 
 /// Parses `text`, the contents of the Kubefile at `path` (used in messages only).
 /// `build_args` are the `--build-arg` values; `arch` is the predefined `ARCH`.
+#[cfg(test)]
 pub fn parse(
     path: &Path,
     text: &str,
     build_args: &BTreeMap<String, String>,
     arch: &str,
 ) -> Result<Kubefile, KubefileErrors> {
+    let (kubefile, errors) = parse_partial(path, text, build_args, arch);
+    if errors.is_empty() {
+        Ok(kubefile)
+    } else {
+        Err(errors)
+    }
+}
+
+/// [`parse`], returning what did parse along with the errors, so that a caller can check the
+/// rest of the build (COPY sources) and report every problem at once. The instructions that
+/// failed are missing from the Kubefile.
+pub fn parse_partial(
+    path: &Path,
+    text: &str,
+    build_args: &BTreeMap<String, String>,
+    arch: &str,
+) -> (Kubefile, KubefileErrors) {
     let mut p = Parser::new(path, build_args, arch);
     let instructions = split_instructions(text);
     let has_from = instructions.iter().any(|i| i.keyword.eq_ignore_ascii_case("FROM"));

@@ -104,3 +104,17 @@ fn build_args_and_arch_expand() {
     let info: serde_json::Value = serde_json::from_slice(&info.stdout).unwrap();
     assert_eq!(info["data"]["version"], "2.5");
 }
+
+#[test]
+fn parse_errors_and_missing_sources_are_reported_together() {
+    let (code, err, written) = build_err(
+        "FROM scratch\nENTRYPOINT x\nCOPY missing.yaml dest/\nCOPY present.yaml x\nADD a b\n",
+        |_| {},
+    );
+    assert_eq!(code, 1);
+    assert!(!written);
+    assert!(err.contains("Kubefile:2:1: unknown instruction `ENTRYPOINT`"), "{err}");
+    assert!(err.contains("Kubefile:5:1: unknown instruction `ADD`"), "{err}");
+    assert!(err.contains("Kubefile:3:6:") && err.contains("missing.yaml"), "{err}");
+    assert!(err.contains("3 errors in"), "{err}");
+}
