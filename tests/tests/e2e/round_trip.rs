@@ -266,6 +266,13 @@ fn concurrent_extracts_into_one_destination_never_report_success_with_a_wrong_tr
         }
         assert!(won >= 1, "no extract succeeded");
         assert_eq!(tree(&dest), tree(&ctx));
+        // Nothing is left beside it: no staging directory, no lock file.
+        let beside: Vec<String> = fs::read_dir(t.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(&format!(".dest-{overwrite}")))
+            .collect();
+        assert!(beside.is_empty(), "{beside:?}");
     }
 }
 
