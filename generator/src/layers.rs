@@ -101,7 +101,7 @@ pub fn apply(
             run.at,
             describe(&run.command)
         ));
-        materialize(entries, &tree)?;
+        materialize(entries, &tree, scratch)?;
         execute(kubefile, run, &tree)?;
         *entries = read_tree(&tree, &kubefile.path, run.at)?;
         after = Some(run.at);
@@ -136,7 +136,7 @@ fn describe(command: &RunCommand) -> String {
 }
 
 /// Makes `tree` hold exactly what `entries` say (files already in place are kept).
-fn materialize(entries: &BTreeMap<String, InputEntry>, tree: &Path) -> Result<()> {
+fn materialize(entries: &BTreeMap<String, InputEntry>, tree: &Path, scratch: &Path) -> Result<()> {
     let failed = |what: &str, path: &Path| format!("failed to {what} {} for RUN", path.display());
     fs::create_dir_all(tree).with_context(|| failed("create", tree))?;
     // Anything in the tree that the entries no longer have goes first (a later COPY may have
@@ -167,8 +167,14 @@ fn materialize(entries: &BTreeMap<String, InputEntry>, tree: &Path) -> Result<()
                 if fs::symlink_metadata(&dest).is_ok() {
                     remove(&dest).with_context(|| failed("replace", &dest))?;
                 }
-                fs::copy(source, &dest).with_context(|| format!("failed to copy {} for RUN", source.display()))?;
-                fs::set_permissions(&dest, fs::Permissions::from_mode(*mode | 0o600))
+                // The base's unpacked files are ours (under scratch): linked, not copied, so a
+                // RUN over a large base costs no copy of it. The build context's are copied: a
+                // RUN must never change the vendor's own files.
+                let linked = source.starts_with(scratch) && fs::hard_link(source, &dest).is_ok();
+                if !linked {
+                    fs::copy(source, &dest).with_context(|| format!("failed to copy {} for RUN", source.display()))?;
+                }
+                fs::set_permissions(&dest, fs::Permissions::from_mode(*mode))
                     .with_context(|| failed("set the mode of", &dest))?;
             }
             InputEntry::Symlink { target, .. } => {

@@ -11,7 +11,7 @@
 # copy renamed (directory and Chart.yaml `name:`), half of them packed as `<name>-<version>.tgz`
 # with the single top-level `<name>/` directory, as `helm package` writes them.
 #
-# Timings on these machines vary 10-40% between runs (see /work/shared/notes/baselines.md), so
+# Timings on these machines vary 10-40% between runs (see ../shared/notes/baselines.md), so
 # ours and the baselines are measured in the same run, alternating which goes first, and medians
 # are compared; absolute numbers from different runs are not comparable.
 #
