@@ -127,7 +127,17 @@ fn dirs(args: &KubefileArgs) -> (PathBuf, PathBuf) {
 
 pub fn load_kubefile(args: &KubefileArgs) -> Result<Kubefile> {
     let path = &args.kubefile;
-    let text = fs::read_to_string(path).with_context(|| format!("failed to read Kubefile {}", path.display()))?;
+    let bytes = fs::read(path).with_context(|| format!("failed to read Kubefile {}", path.display()))?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+        let line = valid.iter().filter(|&&b| b == b'\n').count() + 1;
+        let line_start = valid.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        let column = String::from_utf8_lossy(&valid[line_start..]).chars().count() + 1;
+        anyhow!(
+            "{}:{line}:{column}: the Kubefile is not UTF-8 text\n  hint: save it as UTF-8 (e.g. `iconv -f latin1 -t utf-8`)",
+            path.display()
+        )
+    })?;
     let mut build_args = BTreeMap::new();
     for a in &args.build_args {
         let (k, v) = a

@@ -278,6 +278,8 @@ pub enum ClusterfileError {
     Read { path: PathBuf, source: std::io::Error },
     #[error("{at}: invalid TOML: {message}\n  hint: fix the syntax at this position")]
     Syntax { at: Span, message: String },
+    #[error("{at}: the file is not UTF-8 text\n  hint: save it as UTF-8 (e.g. `iconv -f latin1 -t utf-8`)")]
+    NotUtf8 { at: Span },
     #[error(
         "{at}: unknown key `{key}` in {table}\n  hint: {}",
         did_you_mean(suggestion, allowed)
@@ -354,6 +356,7 @@ impl ClusterfileError {
         match self {
             Read { .. } => None,
             Syntax { at, .. }
+            | NotUtf8 { at }
             | UnknownKey { at, .. }
             | LiteralPassword { at, .. }
             | WrongType { at, .. }
@@ -438,10 +441,23 @@ impl Clusterfile {
 
 /// Reads and parses a Clusterfile; see [`parse`].
 pub fn load(path: &Path) -> Result<Clusterfile, ClusterfileErrors> {
-    let text = std::fs::read_to_string(path).map_err(|source| {
+    let bytes = std::fs::read(path).map_err(|source| {
         ClusterfileErrors(vec![ClusterfileError::Read {
             path: path.to_owned(),
             source,
+        }])
+    })?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+        let line = valid.iter().filter(|&&b| b == b'\n').count() + 1;
+        let line_start = valid.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        let column = String::from_utf8_lossy(&valid[line_start..]).chars().count() + 1;
+        ClusterfileErrors(vec![ClusterfileError::NotUtf8 {
+            at: Span {
+                file: path.to_owned(),
+                line,
+                column,
+            },
         }])
     })?;
     parse(path, &text)
@@ -1757,6 +1773,18 @@ port = 22
         // One full range is still fine.
         let c = ok("name = \"c\"\n[[hosts]]\naddresses = [\"10.0.0.0-10.0.255.255\"]\nroles = [\"master\"]\n");
         assert_eq!(c.hosts.len(), MAX_HOSTS);
+    }
+
+    #[test]
+    fn a_clusterfile_that_is_not_utf8_is_an_error_at_the_first_bad_byte() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cluster.toml");
+        std::fs::write(&path, b"name = \"c\"\n# caf\xe9\n").unwrap();
+        let e = load(&path).expect_err("latin-1");
+        match &e.0[..] {
+            [ClusterfileError::NotUtf8 { at }] => assert_eq!((at.line, at.column), (2, 6)),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -118,3 +118,18 @@ fn parse_errors_and_missing_sources_are_reported_together() {
     assert!(err.contains("Kubefile:3:6:") && err.contains("missing.yaml"), "{err}");
     assert!(err.contains("3 errors in"), "{err}");
 }
+
+#[test]
+fn a_kubefile_that_is_not_utf8_is_an_error_at_line_and_column() {
+    let t = tempfile::tempdir().unwrap();
+    let keys = keygen(t.path(), "vendor");
+    let kubefile = t.path().join("Kubefile");
+    fs::write(&kubefile, b"FROM scratch\nLABEL maintainer=Jos\xe9\n").unwrap();
+    let o = build(&kubefile, None, &keys.private, &t.path().join("x.run"), &[]);
+    assert_eq!(code(&o), 1);
+    assert!(
+        stderr(&o).contains("Kubefile:2:21: the Kubefile is not UTF-8 text"),
+        "{}",
+        stderr(&o)
+    );
+}
