@@ -441,13 +441,28 @@ impl KubefileErrors {
     }
 }
 
+/// Longest line of an error shown: an error quoting a 10 MiB line must not print 10 MiB.
+const MAX_SHOWN_LINE: usize = 400;
+
 impl fmt::Display for KubefileErrors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for (i, e) in self.0.iter().enumerate() {
             if i > 0 {
                 writeln!(f)?;
             }
-            write!(f, "{e}")?;
+            let text = e.to_string();
+            for (j, line) in text.split('\n').enumerate() {
+                if j > 0 {
+                    writeln!(f)?;
+                }
+                let n = line.chars().count();
+                if n > MAX_SHOWN_LINE {
+                    let head: String = line.chars().take(MAX_SHOWN_LINE).collect();
+                    write!(f, "{head}... ({} more characters)", n - MAX_SHOWN_LINE)?;
+                } else {
+                    f.write_str(line)?;
+                }
+            }
         }
         Ok(())
     }

@@ -792,3 +792,13 @@ fn control_characters_in_paths_env_keys_and_labels_are_refused_at_their_line() {
         "{e:?}"
     );
 }
+
+#[test]
+fn an_error_quoting_a_huge_line_shows_an_excerpt() {
+    let text = format!("FROM scratch\nCOPY {}\n", "x".repeat(10 << 20));
+    let e = parse_with(&text, &[]).unwrap_err();
+    let shown = e.to_string();
+    assert!(shown.len() < 2000, "{} bytes", shown.len());
+    assert!(shown.starts_with("Kubefile:2:1: COPY"), "{}", &shown[..100]);
+    assert!(shown.contains("more characters)"), "{shown}");
+}
