@@ -8,7 +8,74 @@ use std::sync::Arc;
 use crate::files::Files;
 
 /// A map of values, keys in Go's sorted order (as `range` and `toYaml` visit them).
-pub type Map = BTreeMap<String, Value>;
+///
+/// It behaves as an owned `BTreeMap` (it derefs to one), but its entries are shared between
+/// clones until one of them is changed (copy on write): templates pass `.`, `$` and
+/// `.Values` around constantly, and each pass would otherwise copy the whole tree.
+#[derive(Clone, Default, PartialEq)]
+pub struct Map(Arc<BTreeMap<String, Value>>);
+
+impl Map {
+    /// An empty map.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+impl std::fmt::Debug for Map {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::ops::Deref for Map {
+    type Target = BTreeMap<String, Value>;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Map {
+    /// Copies the entries first when another clone shares them.
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        Arc::make_mut(&mut self.0)
+    }
+}
+
+impl From<BTreeMap<String, Value>> for Map {
+    fn from(m: BTreeMap<String, Value>) -> Self {
+        Map(Arc::new(m))
+    }
+}
+
+impl FromIterator<(String, Value)> for Map {
+    fn from_iter<I: IntoIterator<Item = (String, Value)>>(iter: I) -> Self {
+        Map(Arc::new(iter.into_iter().collect()))
+    }
+}
+
+impl Extend<(String, Value)> for Map {
+    fn extend<I: IntoIterator<Item = (String, Value)>>(&mut self, iter: I) {
+        Arc::make_mut(&mut self.0).extend(iter);
+    }
+}
+
+impl IntoIterator for Map {
+    type Item = (String, Value);
+    type IntoIter = std::collections::btree_map::IntoIter<String, Value>;
+    /// Moves the entries out when this is the only clone, copies them otherwise.
+    fn into_iter(self) -> Self::IntoIter {
+        Arc::try_unwrap(self.0).unwrap_or_else(|m| (*m).clone()).into_iter()
+    }
+}
+
+impl<'a> IntoIterator for &'a Map {
+    type Item = (&'a String, &'a Value);
+    type IntoIter = std::collections::btree_map::Iter<'a, String, Value>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter()
+    }
+}
 
 /// One value as a template sees it.
 ///

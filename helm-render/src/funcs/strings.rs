@@ -1,10 +1,8 @@
 //! Sprig's string functions (`quote`, `trim*`, `indent`, `trunc`, `replace`, `split*`, case
 //! conversions, `regex*`, ...) and Go's `html`/`js`/`urlquery` escapers.
 
-use std::collections::BTreeMap;
-
 use super::{want, want_at_least, FnResult};
-use crate::value::{to_i64, to_str, Value};
+use crate::value::{to_i64, to_str, Map, Value};
 
 /// Sprig's `strslice`: a list of strings from a list, a string or nil.
 pub fn strslice(v: &Value) -> Vec<String> {
@@ -119,7 +117,7 @@ pub fn call(name: &str, a: &[Value]) -> Option<FnResult> {
         "wrap" => want(name, a, 2).and_then(|_| s(&wrap(to_i64(&a[0]), &arg(1), "\n"))),
         "wrapWith" => want(name, a, 3).and_then(|_| s(&wrap(to_i64(&a[0]), &arg(2), &arg(1)))),
         "split" => want(name, a, 2).map(|_| {
-            let parts: BTreeMap<String, Value> = split(&arg(1), &arg(0), -1)
+            let parts: Map = split(&arg(1), &arg(0), -1)
                 .into_iter()
                 .enumerate()
                 .map(|(i, p)| (format!("_{i}"), Value::String(p)))
@@ -127,7 +125,7 @@ pub fn call(name: &str, a: &[Value]) -> Option<FnResult> {
             Value::Map(parts)
         }),
         "splitn" => want(name, a, 3).map(|_| {
-            let parts: BTreeMap<String, Value> = split(&arg(2), &arg(0), to_i64(&a[1]))
+            let parts: Map = split(&arg(2), &arg(0), to_i64(&a[1]))
                 .into_iter()
                 .enumerate()
                 .map(|(i, p)| (format!("_{i}"), Value::String(p)))
