@@ -251,7 +251,8 @@ fn render_on_this_thread(chart_files: &ChartFiles, opts: &Options) -> Result<Ren
 /// `---# comment` (what `{{- ... -}}` trimming often leaves) still separates documents.
 /// Documents are trimmed; empty ones are dropped.
 pub fn split_manifests(text: &str) -> Vec<String> {
-    let sep = regex::Regex::new(r"(?:^|\s*\n)---\s*").expect("constant regex is valid");
+    static SEP: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    let sep = SEP.get_or_init(|| regex::Regex::new(r"(?:^|\s*\n)---\s*").expect("constant regex is valid"));
     sep.split(text.trim())
         .map(str::trim)
         .filter(|d| !d.is_empty())

@@ -1,6 +1,8 @@
 //! Sprig's string functions (`quote`, `trim*`, `indent`, `trunc`, `replace`, `split*`, case
 //! conversions, `regex*`, ...) and Go's `html`/`js`/`urlquery` escapers.
 
+use std::collections::HashMap;
+
 use super::{want, want_at_least, FnResult};
 use crate::value::{to_i64, to_str, Map, Value};
 
@@ -206,11 +208,29 @@ pub fn call(name: &str, a: &[Value]) -> Option<FnResult> {
     Some(r)
 }
 
+/// Compiled patterns by text, shared by all renders: charts call `regex*` with the same few
+/// constant patterns over and over, and compiling one costs far more than matching it.
+static REGEX_CACHE: std::sync::OnceLock<std::sync::Mutex<HashMap<String, regex::Regex>>> = std::sync::OnceLock::new();
+
+/// Patterns kept at most (the cache starts over when full, so hostile charts cannot grow it).
+const REGEX_CACHE_MAX: usize = 512;
+
 fn regex(pat: &str) -> Result<regex::Regex, String> {
-    regex::RegexBuilder::new(pat)
+    let cache = REGEX_CACHE.get_or_init(Default::default);
+    if let Some(re) = cache.lock().ok().and_then(|c| c.get(pat).cloned()) {
+        return Ok(re);
+    }
+    let re = regex::RegexBuilder::new(pat)
         .size_limit(1 << 20)
         .build()
-        .map_err(|e| format!("regexp: {e}"))
+        .map_err(|e| format!("regexp: {e}"))?;
+    if let Ok(mut c) = cache.lock() {
+        if c.len() >= REGEX_CACHE_MAX {
+            c.clear();
+        }
+        c.insert(pat.to_string(), re.clone());
+    }
+    Ok(re)
 }
 
 /// Go's `strings.SplitN` (n < 0: all).
@@ -402,7 +422,9 @@ pub fn query_escape(v: &str) -> String {
 
 /// `expandenv` with an empty environment: `$VAR` and `${VAR}` become "".
 pub fn expand_env(v: &str) -> String {
-    let re = regex::Regex::new(r"\$(\{[A-Za-z0-9_]*\}|[A-Za-z0-9_]+)").expect("constant regex is valid");
+    static RE: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    let re =
+        RE.get_or_init(|| regex::Regex::new(r"\$(\{[A-Za-z0-9_]*\}|[A-Za-z0-9_]+)").expect("constant regex is valid"));
     re.replace_all(v, "").into_owned()
 }
 

@@ -134,8 +134,14 @@ impl Parser {
         })
     }
 
+    /// Takes the next token. Its kind is moved out (text tokens can be large), leaving a
+    /// placeholder: the parser never reads a consumed token's kind again, only its line.
     fn next(&mut self) -> Option<Token> {
-        let t = self.toks.get(self.pos).cloned();
+        let t = self.toks.get_mut(self.pos).map(|t| Token {
+            kind: std::mem::replace(&mut t.kind, Tok::Comma),
+            line: t.line,
+            space_before: t.space_before,
+        });
         self.pos += 1;
         t
     }
