@@ -5,7 +5,7 @@
 # run, on a generated context shaped like a real delivery. Prints a markdown report on stdout;
 # progress goes to stderr, so `tests/bench/bundle.sh > report.md` keeps the report clean.
 #
-# Timings on these machines vary 10-40% between runs (see /work/shared/notes/baselines.md), so
+# Timings on these machines vary 10-40% between runs (see ../shared/notes/baselines.md), so
 # every pair is measured in the same run, alternating which tool goes first, and medians are
 # compared; absolute numbers from different runs are not comparable.
 #
@@ -433,7 +433,7 @@ main() {
 
     # SHA-256 speed decides the verify ratios, and CPUs with SHA extensions change it several-fold.
     if grep -qw sha_ni /proc/cpuinfo; then
-        NOTES+=("This CPU has SHA extensions (sha_ni); the figures in /work/shared/notes/baselines.md were measured on machines without them, where every SHA-256 (ours and sha256sum's) is several times slower: compare verify ratios only with runs on the same kind of CPU.")
+        NOTES+=("This CPU has SHA extensions (sha_ni); the figures in ../shared/notes/baselines.md were measured on machines without them, where every SHA-256 (ours and sha256sum's) is several times slower: compare verify ratios only with runs on the same kind of CPU.")
     fi
 
     local out

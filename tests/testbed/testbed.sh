@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A multi-host SSH test bed on this one machine: hosts node1..nodeN, each an sshd in its own
 # network, mount and UTS namespace, joined by a bridge on a private /24 with no default route
-# (nothing can leave the machine). Recipe and gotchas: /work/shared/notes/testbed.md; usage and
+# (nothing can leave the machine). Recipe and gotchas: ../shared/notes/testbed.md; usage and
 # layout: README.md next to this script. Needs root.
 set -euo pipefail
 
