@@ -345,16 +345,24 @@ fn parse_dependencies(v: Option<&Value>) -> Vec<Dependency> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn chart(files: &[(&str, &str)]) -> ChartFiles {
+impl ChartFiles {
+    /// A chart from (path, text) pairs: the test fixtures of this crate.
+    pub(crate) fn from_pairs(files: &[(&str, &str)]) -> ChartFiles {
         ChartFiles {
             files: files
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
                 .collect(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chart(files: &[(&str, &str)]) -> ChartFiles {
+        ChartFiles::from_pairs(files)
     }
 
     #[test]

@@ -448,12 +448,7 @@ mod tests {
     }
 
     fn chart(files: &[(&str, &str)]) -> ChartFiles {
-        ChartFiles {
-            files: files
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
-                .collect(),
-        }
+        ChartFiles::from_pairs(files)
     }
 
     #[test]
