@@ -45,6 +45,7 @@ pub mod elf;
 pub mod entry_path;
 pub mod keys;
 pub mod layout;
+pub mod lock;
 pub mod manifest;
 pub mod read;
 pub mod reference;

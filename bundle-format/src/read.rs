@@ -24,6 +24,7 @@ use crate::digest::{hash_region, Digest, Hasher, CHUNK};
 use crate::elf::{self, ElfError, ELF_HEADER_LEN};
 use crate::keys::{Fingerprint, PublicKey};
 use crate::layout::{Header, LayoutError, Trailer, HEADER_LEN, SIGNATURE_BLOCK_LEN, TRAILER_LEN};
+use crate::lock::lock_exclusive;
 use crate::manifest::{Data, Entry, Manifest, ManifestError};
 use crate::{signed_message, Progress};
 
@@ -707,49 +708,6 @@ impl Verified {
             });
         }
         Ok(())
-    }
-}
-
-/// An exclusive `flock` on a lock file, removed (while still held) when dropped, so a finished
-/// extract leaves nothing behind. A killed one leaves the file, which the next run locks as usual.
-struct LockFile {
-    path: PathBuf,
-    _file: File,
-}
-
-impl Drop for LockFile {
-    fn drop(&mut self) {
-        // Drop runs before the fields are dropped: the file goes while the lock is held.
-        let _ = fs::remove_file(&self.path);
-    }
-}
-
-/// `path` created if needed and locked with `flock(LOCK_EX | LOCK_NB)`; `WouldBlock` if another
-/// holds it. A lock taken on a file that its holder removed meanwhile is taken again on the new
-/// one (the inode at `path` must be the one locked).
-fn lock_exclusive(path: &Path) -> io::Result<LockFile> {
-    use std::os::fd::AsRawFd;
-    use std::os::unix::fs::MetadataExt;
-    loop {
-        let f = fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(path)?;
-        // SAFETY: flock on a file descriptor this function owns; no memory is passed.
-        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        let held = f.metadata()?;
-        match fs::metadata(path) {
-            Ok(now) if now.ino() == held.ino() && now.dev() == held.dev() => {
-                return Ok(LockFile {
-                    path: path.to_path_buf(),
-                    _file: f,
-                })
-            }
-            _ => continue, // removed by the previous holder: lock the new file
-        }
     }
 }
 

@@ -134,7 +134,11 @@ impl<'a> Engine<'a> {
     fn connect(&self, i: usize) -> Result<()> {
         let mut guard = self.sessions[i].lock().expect("no panics while locked");
         if guard.is_none() {
-            *guard = Some(self.s.connector.connect(self.s.targets[i])?);
+            let mut remote = self.s.connector.connect(self.s.targets[i])?;
+            // One run at a time writes a host's install root, whichever master it runs from.
+            let holder = format!("pid {} on {}", std::process::id(), master_hostname());
+            remote.lock(&self.s.plan.root, &holder, &self.installer_id)?;
+            *guard = Some(remote);
         }
         Ok(())
     }
@@ -778,8 +782,8 @@ impl<'a> Engine<'a> {
         let id = &plan.bundle.id;
         let have = r.run_ok(
             "reading the bundle id on the registry host",
-            &format!("cat '{dest}.id' 2>/dev/null || true\n"),
-            &[],
+            "cat \"$DEST.id\" 2>/dev/null || true\n",
+            &[("DEST", dest)],
         )?;
         let mut detail = String::new();
         if have.trim() != id {
@@ -797,21 +801,21 @@ impl<'a> Engine<'a> {
                 bar.finish();
                 r.run_ok(
                     "recording the bundle id",
-                    &format!("chmod 0755 '{dest}'\necho '{id}' > '{dest}.id.tmp'\nmv '{dest}.id.tmp' '{dest}.id'\n"),
-                    &[],
+                    "chmod 0755 \"$DEST\"\necho \"$ID\" > \"$DEST.id.tmp\"\nmv \"$DEST.id.tmp\" \"$DEST.id\"\n",
+                    &[("DEST", dest), ("ID", id)],
                 )?;
                 detail = format!("bundle copied to {dest} ({})", terminal::bytes(size));
             }
         }
         let out = r.run_ok(
             "starting the registry service",
-            &format!(
-                "chmod 0755 '{dest}'\n'{dest}' registry start --listen 0.0.0.0:{port} --state-dir '{root}/registry' --fingerprint '{fp}'\n",
-                port = self.s.cluster.registry.port,
-                root = plan.root,
-                fp = self.s.signer
-            ),
-            &[],
+            "chmod 0755 \"$DEST\"\n\"$DEST\" registry start --listen \"0.0.0.0:$PORT\" --state-dir \"$R/registry\" --fingerprint \"$FP\"\n",
+            &[
+                ("DEST", dest),
+                ("PORT", &self.s.cluster.registry.port.to_string()),
+                ("R", &plan.root),
+                ("FP", &self.s.signer),
+            ],
         )?;
         let started = last_lines(&out, 1);
         Ok(if detail.is_empty() {
@@ -883,8 +887,8 @@ impl<'a> Engine<'a> {
             r.upload(&mut file, stub.size, &remote_stub, &stub.sha256, &mut |_| {})?;
             r.run_ok(
                 "making bin/delivery executable",
-                &format!("chmod 0755 '{remote_stub}'\n"),
-                &[],
+                "chmod 0755 \"$STUB\"\n",
+                &[("STUB", &remote_stub)],
             )?;
         }
         r.run_ok(
@@ -896,6 +900,13 @@ impl<'a> Engine<'a> {
         let domains: BTreeSet<String> = plan.registry.domains.iter().cloned().collect();
         let mut script = String::from("set -eu\nD=\"$R/certs.d\"\nrm -rf \"$D.new\"\nmkdir -p \"$D.new\"\n");
         for (rel, text) in containerd_hosts(&domains, &mirror)? {
+            // Registry names are checked hostnames (no quotes, no `$`); the heredoc is quoted,
+            // so only its terminator line could end it early.
+            if text.lines().any(|l| l == "DELIVERY_EOF")
+                || !bundle_format::reference::is_registry(rel.trim_end_matches("/hosts.toml"))
+            {
+                bail!("refusing to write {rel}: it would break out of the configuration script");
+            }
             let dir = rel.rsplit_once('/').map_or("", |(d, _)| d);
             script.push_str(&format!(
                 "mkdir -p \"$D.new/{dir}\"\ncat > \"$D.new/{rel}\" <<'DELIVERY_EOF'\n{text}\nDELIVERY_EOF\n"
@@ -1007,6 +1018,11 @@ if [ -d "$R/files" ]; then mv "$R/files" "$R/.files.old"; fi
 mv "$R/.files.new" "$R/files"
 rm -rf "$R/.files.old"
 "#;
+
+/// This machine's name, for the record of who holds a host's lock.
+fn master_hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").map_or_else(|_| "the master".into(), |h| h.trim().to_string())
+}
 
 /// A random id in the master's state directory: a host whose install root holds the same id
 /// is the master itself (its files need no copy over SSH).

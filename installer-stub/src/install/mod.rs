@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use anyhow::{bail, Context, Result};
+use bundle_format::lock::{self, LockFile};
 
 use crate::cli::{AddNodeArgs, CheckArgs, InstallArgs, StatusArgs};
 use crate::clusterfile::{self, Clusterfile, Host};
@@ -119,6 +120,29 @@ fn state_dir(arg: &Option<PathBuf>, cluster: &Clusterfile) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(plan::remote_root(&cluster.name)))
 }
 
+/// One install, add-node or check of a cluster at a time on this machine: they share its state
+/// directory (journal, payloads, PKI). A second run is refused at once, naming the first.
+fn lock_state(state: &Path, cluster: &str, what: &str) -> Result<LockFile> {
+    fs::create_dir_all(state).with_context(|| format!("failed to create the state directory {}", state.display()))?;
+    let path = state.join(".lock");
+    match lock::lock_exclusive(&path) {
+        Ok(mut lock) => {
+            // Only a courtesy for the refused run's message: the flock is the lock.
+            let _ = lock.record(&format!("{what} (pid {})", std::process::id()));
+            Ok(lock)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+            let by = lock::holder(&path).map_or_else(String::new, |h| format!(": {h}"));
+            bail!(
+                "another install, add-node or check of cluster `{cluster}` is running on this machine \
+                 (it holds {}{by}); wait for it to finish, then run again if it failed (it resumes)",
+                path.display()
+            )
+        }
+        Err(e) => Err(e).with_context(|| format!("failed to lock {}", path.display())),
+    }
+}
+
 fn load_cluster(path: &Path) -> Result<Clusterfile> {
     clusterfile::load(path).map_err(|e| anyhow::anyhow!("{e}"))
 }
@@ -138,6 +162,16 @@ fn run(mode: Mode, args: &InstallArgs, only: &[String]) -> Result<()> {
     let bundle_path = own_path()?;
     let file_bytes = verified.trailer().total_len;
     let state = state_dir(&args.state_dir, &cluster);
+    let what = match mode {
+        Mode::Install => "install",
+        Mode::AddNode => "add-node",
+    };
+    // A dry run only reads: it neither waits for nor blocks a running install.
+    let _lock = if args.dry_run {
+        None
+    } else {
+        Some(lock_state(&state, &cluster.name, what)?)
+    };
     let journal_path = state.join("journal.json");
     let record = BundleRecord {
         id: verified.id().to_string(),
@@ -187,23 +221,12 @@ fn run(mode: Mode, args: &InstallArgs, only: &[String]) -> Result<()> {
         eprint!("{}", plan.render());
     }
     confirm(args.yes, &plan)?;
-    let log = Log::open(
-        &state,
-        match mode {
-            Mode::Install => "install.log",
-            Mode::AddNode => "add-node.log",
-        },
-        args.json,
-    )?;
+    let log = Log::open(&state, &format!("{what}.log"), args.json)?;
     log.say(
         "",
         "start",
         &format!(
-            "{} of {} {} to cluster `{}` ({} host(s)); log: {}",
-            match mode {
-                Mode::Install => "install",
-                Mode::AddNode => "add-node",
-            },
+            "{what} of {} {} to cluster `{}` ({} host(s)); log: {}",
             plan.bundle.name,
             plan.bundle.version,
             cluster.name,
@@ -363,6 +386,7 @@ pub fn check(args: &CheckArgs) -> Result<()> {
     let verified = open_verified(&args.trust, args.json)?;
     let manifest = verified.manifest().clone();
     let state = state_dir(&args.state_dir, &cluster);
+    let _lock = lock_state(&state, &cluster.name, "check")?;
     let journal_path = state.join("journal.json");
     let Some(journal) = Journal::load(&journal_path)? else {
         bail!("nothing installed yet: no journal at {}", journal_path.display());

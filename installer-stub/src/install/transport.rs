@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 
 use crate::clusterfile::{self, Auth, Host};
-use crate::remote::ssh::{self, Login, Secret, Session, Sudo, Target};
+use crate::remote::ssh::{self, HostLock, Login, Secret, Session, Sudo, Target};
 
 /// One host, reached. Every operation runs as root on the host (through sudo for other users).
 pub trait Remote: Send {
@@ -30,6 +30,10 @@ pub trait Remote: Send {
     ) -> Result<()>;
     /// SHA-256 (hex) of a file on the host, `None` when it does not exist.
     fn sha256(&mut self, path: &str) -> Result<Option<String>>;
+    /// Takes the exclusive lock on the directory `dir` of the host (recording `holder`) and
+    /// holds it for as long as this connection lives; refused at once if another run holds
+    /// it. `run` names the master's state directory: a lock left by the same `run` is stale.
+    fn lock(&mut self, dir: &str, holder: &str, run: &str) -> Result<()>;
 }
 
 /// Opens a [`Remote`] to a host of the Clusterfile.
@@ -168,11 +172,13 @@ impl Connector for SshConnector {
     fn connect(&self, host: &Host) -> Result<Box<dyn Remote>> {
         let target = self.target(host)?;
         let session = Session::connect(&target)?;
-        Ok(Box::new(SshRemote { session }))
+        Ok(Box::new(SshRemote { lock: None, session }))
     }
 }
 
 struct SshRemote {
+    /// Dropped first: the lock's channel closes while the session is still up.
+    lock: Option<HostLock>,
     session: Session,
 }
 
@@ -196,6 +202,13 @@ impl Remote for SshRemote {
 
     fn sha256(&mut self, path: &str) -> Result<Option<String>> {
         Ok(self.session.remote_sha256(path, true)?)
+    }
+
+    fn lock(&mut self, dir: &str, holder: &str, run: &str) -> Result<()> {
+        if self.lock.is_none() {
+            self.lock = Some(self.session.lock_dir(dir, holder, run, true)?);
+        }
+        Ok(())
     }
 }
 

@@ -26,6 +26,9 @@ use base64::Engine as _;
 use bundle_format::digest::{Digest, Hasher};
 use ssh2::{CheckResult, HostKeyType, KnownHostFileKind};
 
+mod host_lock;
+pub use host_lock::HostLock;
+
 /// A secret string: Debug/Display print "***". Never put it in a command line or a log.
 #[derive(Clone)]
 pub struct Secret(String);
@@ -506,6 +509,25 @@ impl Session {
         on_sent: &mut dyn FnMut(u64),
         action: &str,
     ) -> Result<i32, SshError> {
+        match self.exec_until(inner, privileged, stdin, on_data, on_sent, action, None)? {
+            Ended::Exited(status) => Ok(status),
+            Ended::Held(_) => unreachable!("only a command run `until` something is held"),
+        }
+    }
+
+    /// [`Session::exec`], or with `until`: stdin is left open after the input (a `sh -s` then
+    /// waits for more) and the channel is handed back still open as soon as `until()` holds.
+    #[allow(clippy::too_many_arguments)]
+    fn exec_until(
+        &self,
+        inner: &str,
+        privileged: bool,
+        stdin: &mut dyn Read,
+        on_data: &mut dyn FnMut(Stream, &[u8]),
+        on_sent: &mut dyn FnMut(u64),
+        action: &str,
+        until: Option<&dyn Fn() -> bool>,
+    ) -> Result<Ended, SshError> {
         let (command, mut gate) = if self.needs_sudo(privileged) {
             match &self.sudo {
                 Sudo::No => {
@@ -535,12 +557,16 @@ impl Session {
             .exec(&command)
             .map_err(|e| self.classify(action, e.to_string()))?;
         self.sess.set_blocking(false);
-        let result = self.pump(&mut channel, &mut gate, stdin, on_data, on_sent, action);
+        let result = self.pump(&mut channel, &mut gate, stdin, on_data, on_sent, action, until);
         let sudo_refused = gate.as_ref().is_some_and(|g| g.failed);
         let status = match result {
             // sudo still waits for a password we do not have: just close, no exit status comes.
-            Ok(()) if sudo_refused => Ok(-1),
-            Ok(()) => self.finish(&mut channel, action),
+            Ok(_) if sudo_refused => Ok(-1),
+            Ok(Pumped::Until) => {
+                self.sess.set_blocking(true);
+                return Ok(Ended::Held(channel));
+            }
+            Ok(Pumped::Ended) => self.finish(&mut channel, action),
             Err(e) => Err(e),
         };
         if sudo_refused {
@@ -575,10 +601,12 @@ impl Session {
                 });
             }
         }
-        Ok(status)
+        Ok(Ended::Exited(status))
     }
 
     /// The non-blocking loop: write stdin, read both streams, wait on the socket when idle.
+    /// Ends when the command has closed both streams, or (stdin left open) when `until()` holds.
+    #[allow(clippy::too_many_arguments)]
     fn pump(
         &self,
         channel: &mut ssh2::Channel,
@@ -587,7 +615,8 @@ impl Session {
         on_data: &mut dyn FnMut(Stream, &[u8]),
         on_sent: &mut dyn FnMut(u64),
         action: &str,
-    ) -> Result<(), SshError> {
+        until: Option<&dyn Fn() -> bool>,
+    ) -> Result<Pumped, SshError> {
         let mut pending: Vec<u8> = Vec::with_capacity(CHUNK);
         let mut pos = 0usize;
         let mut input_done = false;
@@ -608,7 +637,7 @@ impl Session {
                         progressed = true;
                     }
                     if g.failed {
-                        return Ok(());
+                        return Ok(Pumped::Ended);
                     }
                     g.open
                 }
@@ -650,7 +679,7 @@ impl Session {
                         }
                     }
                 }
-                if input_done && pos == pending.len() {
+                if input_done && pos == pending.len() && until.is_none() {
                     match channel.send_eof() {
                         Ok(()) => {
                             eof_sent = true;
@@ -701,7 +730,10 @@ impl Session {
                         on_data(Stream::Stderr, &rest);
                     }
                 }
-                return Ok(());
+                return Ok(Pumped::Ended);
+            }
+            if until.is_some_and(|until| until()) {
+                return Ok(Pumped::Until);
             }
             if !progressed {
                 match self.sess.keepalive_send() {
@@ -778,6 +810,21 @@ impl Session {
         }
         Ok(())
     }
+}
+
+/// How [`Session::pump`] ended.
+enum Pumped {
+    /// Both output streams closed: the command is over.
+    Ended,
+    /// The `until` condition held while the command still runs.
+    Until,
+}
+
+/// How [`Session::exec_until`] ended.
+enum Ended {
+    Exited(i32),
+    /// Still running, its stdin open: the command lives as long as this channel.
+    Held(ssh2::Channel),
 }
 
 /// Exit status of the upload script when the host computed another digest.

@@ -530,3 +530,108 @@ fn a_malformed_clusterfile_is_reported_at_line_and_column() {
         "{err}"
     );
 }
+
+/// Starts, in the background on host `i`, a shell that takes `flock` on `lock`, writes `record`
+/// into it (with `$$`, the shell's pid, in place of `SHELL_PID`) and holds it until `release`
+/// exists. Returns once the lock is held.
+fn hold_lock(bed: &Testbed, i: usize, lock: &str, record: Option<&str>, release: &str) {
+    let write = record.map_or(String::new(), |r| {
+        format!("printf \"%s\\n\" \"{}\" > {lock}; ", r.replace("SHELL_PID", "$$"))
+    });
+    let body =
+        format!("exec 9>>{lock}; flock 9; {write}touch {lock}.held; while [ ! -e {release} ]; do sleep 0.1; done");
+    let dir = lock.rsplit_once('/').map_or(".", |(d, _)| d);
+    bed.ssh(
+        i,
+        "root",
+        &format!(
+            "mkdir -p {dir} && rm -f {lock}.held {release} && (setsid sh -c '{body}' </dev/null >/dev/null 2>&1 &)"
+        ),
+    );
+    let held = bed.upper(i).join(format!("{}.held", lock.trim_start_matches('/')));
+    wait_for("the test's lock holder", 30, || held.exists());
+}
+
+/// No process on host `i` has `word` in its command line.
+fn gone(bed: &Testbed, i: usize, word: &str) -> bool {
+    // `[x]` keeps the pattern from matching the command line of the shell that runs pgrep.
+    let (head, last) = word.split_at(word.len() - 1);
+    let out = bed.ssh(i, "root", &format!("pgrep -f '{head}[{last}]' || true"));
+    String::from_utf8_lossy(&out.stdout).trim().is_empty()
+}
+
+#[test]
+fn racing_installs_one_runs_the_others_are_told_who_holds_the_lock_root() {
+    let mut bed = Testbed::up(3);
+    let s = setup(&bed, &scratch("race"), &three_hosts(&bed));
+    let root = format!("/var/lib/delivery/{CLUSTER}");
+    let busy = "another install, add-node or check of cluster `e2e` is running on this machine";
+
+    // Three installs started together on the same master: each either installs or is refused
+    // at once by the state directory's lock; never a run that reports success on a torn tree.
+    let children: Vec<Child> = (0..3)
+        .map(|_| spawn(&mut on_master(&bed, &["install", "--yes"], &s.config)))
+        .collect();
+    let outs: Vec<Output> = children.into_iter().map(|c| c.wait_with_output().unwrap()).collect();
+    let won = outs.iter().filter(|o| o.status.success()).count();
+    assert!(won >= 1, "no install succeeded: {}", explain(&outs[0], &bed));
+    for o in outs.iter().filter(|o| !o.status.success()) {
+        assert_eq!(o.status.code(), Some(1), "{}", explain(o, &bed));
+        assert!(stderr(o).contains(busy), "{}", explain(o, &bed));
+    }
+    let out = run(&mut on_master(&bed, &["install", "--yes"], &s.config));
+    assert!(out.status.success(), "{}", explain(&out, &bed));
+    for i in 1..=3 {
+        assert!(images_on(&bed, i).contains("docker.io/library/busybox:1.36"));
+        let torn = leftovers(&bed, i, ".files.new");
+        assert!(torn.is_empty(), "node{i} keeps a half-unpacked tree: {torn:?}");
+    }
+
+    // The state directory's lock held (another run on this master): refused, naming the lock.
+    let release = format!("{root}/release-master");
+    hold_lock(&bed, 1, &format!("{root}/.lock"), Some("install (pid 4242)"), &release);
+    let out = run(&mut on_master(&bed, &["install", "--yes"], &s.config));
+    assert_eq!(out.status.code(), Some(1), "{}", explain(&out, &bed));
+    assert!(
+        stderr(&out).contains(busy) && stderr(&out).contains("install (pid 4242)"),
+        "{}",
+        explain(&out, &bed)
+    );
+    bed.ssh(1, "root", &format!("touch {release}"));
+
+    // node2's install root locked by a run from another master: node2 fails preflight with the
+    // holder's record, nothing changes anywhere; once released, the install goes through.
+    let release = format!("{root}/release-host");
+    let foreign = "pid 77 on other-master run=0123456789abcdef0123456789abcdef shell=SHELL_PID";
+    hold_lock(&bed, 2, &format!("{root}/.host.lock"), Some(foreign), &release);
+    let out = run(&mut on_master(&bed, &["install", "--yes"], &s.config));
+    assert_eq!(out.status.code(), Some(4), "{}", explain(&out, &bed));
+    let err = stderr(&out);
+    assert!(err.contains("nothing was changed"), "{err}");
+    let log = install_log(&bed);
+    assert!(
+        log.contains("10.213.7.12")
+            && log.contains("being written by another install")
+            && log.contains("pid 77 on other-master"),
+        "{log}"
+    );
+    bed.ssh(2, "root", &format!("touch {release}"));
+    wait_for("the foreign holder to let go", 30, || gone(&bed, 2, "release-host"));
+    let out = run(&mut on_master(&bed, &["install", "--yes"], &s.config));
+    assert!(out.status.success(), "{}", explain(&out, &bed));
+
+    // A lock left on node3 by an earlier run of this same master whose connection died without
+    // the host noticing (a cut link): stale, so the holder is stopped and the install goes on.
+    let id = fs::read_to_string(master_state(&bed).join(".installer-id")).unwrap();
+    let stale = format!("pid 1 on node1 run={} shell=SHELL_PID", id.trim());
+    let never = format!("{root}/release-never");
+    hold_lock(&bed, 3, &format!("{root}/.host.lock"), Some(&stale), &never);
+    let out = run(&mut on_master(&bed, &["install", "--yes"], &s.config));
+    assert!(
+        out.status.success(),
+        "a stale lock of this master blocked it: {}",
+        explain(&out, &bed)
+    );
+    assert!(gone(&bed, 3, "release-never"), "the stale holder still runs");
+    bed.down();
+}
