@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;
 
@@ -127,7 +127,14 @@ fn dirs(args: &KubefileArgs) -> (PathBuf, PathBuf) {
 
 pub fn load_kubefile(args: &KubefileArgs) -> Result<Kubefile> {
     let path = &args.kubefile;
-    let bytes = fs::read(path).with_context(|| format!("failed to read Kubefile {}", path.display()))?;
+    // Read at most one byte past the limit: a huge file is refused by the parser, not slurped.
+    let mut bytes = Vec::new();
+    fs::File::open(path)
+        .and_then(|f| f.take(kubefile::MAX_KUBEFILE_BYTES as u64 + 1).read_to_end(&mut bytes))
+        .with_context(|| format!("failed to read Kubefile {}", path.display()))?;
+    if bytes.len() > kubefile::MAX_KUBEFILE_BYTES {
+        return Err(kubefile::too_large(path).into());
+    }
     let text = String::from_utf8(bytes).map_err(|e| {
         let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
         let line = valid.iter().filter(|&&b| b == b'\n').count() + 1;

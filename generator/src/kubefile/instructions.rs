@@ -28,7 +28,7 @@ pub(super) struct Parser<'a> {
     file: &'a Path,
     build_args: &'a BTreeMap<String, String>,
     arch: String,
-    errors: Vec<KubefileError>,
+    pub(super) errors: Vec<KubefileError>,
     warnings: Vec<String>,
     args: BTreeMap<String, String>,
     declared: BTreeSet<String>,

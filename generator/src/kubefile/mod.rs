@@ -386,6 +386,15 @@ pub enum KubefileError {
         first_instruction: &'static str,
         first_line: usize,
     },
+    #[error("{file}:{line}:{column}: {what} is over the limit of {limit}\n  hint: {hint}")]
+    TooLarge {
+        file: PathBuf,
+        line: usize,
+        column: usize,
+        what: String,
+        limit: String,
+        hint: &'static str,
+    },
     #[error(
         "{file}:{line}:{column}: malformed JSON array: {problem} in `{text}`\n  hint: write a JSON array of double-quoted strings, e.g. [\"a\", \"b\"]"
     )]
@@ -420,6 +429,7 @@ impl KubefileError {
             | DuplicateApp { line, column, .. }
             | UnknownApp { line, column, .. }
             | DuplicateLaunch { line, column, .. }
+            | TooLarge { line, column, .. }
             | Json { line, column, .. } => Pos::new(*line, *column),
         }
     }
@@ -505,13 +515,60 @@ pub fn parse_partial(
     arch: &str,
 ) -> (Kubefile, KubefileErrors) {
     let mut p = Parser::new(path, build_args, arch);
+    if text.len() > MAX_KUBEFILE_BYTES {
+        let (nothing, _) = p.finish();
+        return (nothing, KubefileErrors(vec![too_large(path)]));
+    }
     let instructions = split_instructions(text);
     let has_from = instructions.iter().any(|i| i.keyword.eq_ignore_ascii_case("FROM"));
-    for ins in &instructions {
+    for (n, ins) in instructions.iter().enumerate() {
+        let too_large = |what: String, limit: String, hint| KubefileError::TooLarge {
+            file: path.to_path_buf(),
+            line: ins.at.line,
+            column: ins.at.column,
+            what,
+            limit,
+            hint,
+        };
+        if n == MAX_INSTRUCTIONS {
+            p.errors.push(too_large(
+                format!("the number of instructions ({})", instructions.len()),
+                MAX_INSTRUCTIONS.to_string(),
+                "split the delivery: build a base bundle and `FROM` it",
+            ));
+            break;
+        }
+        if ins.args.len() > MAX_INSTRUCTION_CHARS {
+            p.errors.push(too_large(
+                format!("this {} instruction ({} characters)", ins.keyword, ins.args.len()),
+                format!("{} KiB", MAX_INSTRUCTION_CHARS >> 10),
+                "put long scripts in a file beside the Kubefile, COPY it and RUN or CMD it",
+            ));
+            continue;
+        }
         p.instruction(ins, has_from);
     }
     p.finish()
 }
+
+/// The error for a Kubefile over [`MAX_KUBEFILE_BYTES`].
+pub fn too_large(path: &Path) -> KubefileError {
+    KubefileError::TooLarge {
+        file: path.to_path_buf(),
+        line: 1,
+        column: 1,
+        what: "the Kubefile".into(),
+        limit: format!("{} MiB", MAX_KUBEFILE_BYTES >> 20),
+        hint: "a Kubefile only names things: put scripts, manifests and lists in files beside it and COPY them",
+    }
+}
+
+/// The largest Kubefile read: sealer's and our examples are a few KiB.
+pub const MAX_KUBEFILE_BYTES: usize = 4 << 20;
+/// The longest instruction, continuation lines joined, in characters.
+const MAX_INSTRUCTION_CHARS: usize = 256 << 10;
+/// The most instructions one Kubefile may hold.
+const MAX_INSTRUCTIONS: usize = 10_000;
 
 macro_rules! err {
     ($file:expr, $pos:expr, $variant:ident { $($field:ident $(: $value:expr)?),* $(,)? }) => {

@@ -753,6 +753,39 @@ fn doubling_args_stop_at_the_expansion_cap_with_line_and_column() {
 }
 
 #[test]
+fn a_kubefile_of_many_megabytes_is_refused_at_line_1_without_parsing_it() {
+    let text = format!("FROM scratch\n{}", "LABEL a=b\n".repeat(500_000));
+    let e = one_err(&text);
+    assert!(
+        matches!(&e, KubefileError::TooLarge { line: 1, column: 1, .. }),
+        "{e:?}"
+    );
+    assert!(e.to_string().contains("limit of 4 MiB"), "{e}");
+}
+
+#[test]
+fn an_instruction_of_a_megabyte_is_refused_at_its_line_and_the_rest_still_checked() {
+    let text = format!("FROM scratch\nRUN echo \\\n{}\nCMD [\"x\"\n", "a".repeat(300 << 10));
+    let e = errs(&text);
+    assert!(
+        matches!(&e[0], KubefileError::TooLarge { line: 2, column: 1, what, .. } if what.contains("RUN")),
+        "{:?}",
+        e[0]
+    );
+    assert!(e[0].to_string().len() < 1000, "the error quotes the instruction");
+    assert_eq!(e.len(), 2, "the CMD after it is still checked: {e:?}");
+}
+
+#[test]
+fn ten_thousand_and_one_instructions_are_refused_at_the_first_over_the_limit() {
+    let text = format!("FROM scratch\n{}", "LABEL a=b\n".repeat(10_000));
+    let e = one_err(&text);
+    assert!(matches!(&e, KubefileError::TooLarge { line: 10_001, .. }), "{e:?}");
+    let under = format!("FROM scratch\n{}", "LABEL a=b\n".repeat(9_999));
+    assert_eq!(ok(&under).labels["a"], "b");
+}
+
+#[test]
 fn control_characters_in_paths_env_keys_and_labels_are_refused_at_their_line() {
     let e = one_err("FROM scratch\nCOPY [\"a\", \"etc/passwd\\n-rw-r--r-- root\"]\n");
     assert!(
@@ -795,7 +828,8 @@ fn control_characters_in_paths_env_keys_and_labels_are_refused_at_their_line() {
 
 #[test]
 fn an_error_quoting_a_huge_line_shows_an_excerpt() {
-    let text = format!("FROM scratch\nCOPY {}\n", "x".repeat(10 << 20));
+    // Under the instruction limit (256 KiB), so the error is COPY's own, quoting the line.
+    let text = format!("FROM scratch\nCOPY {}\n", "x".repeat(200 << 10));
     let e = parse_with(&text, &[]).unwrap_err();
     let shown = e.to_string();
     assert!(shown.len() < 2000, "{} bytes", shown.len());
