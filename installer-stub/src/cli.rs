@@ -128,6 +128,17 @@ pub enum RegistryCommand {
     /// name whose first component is a host (`example.com/team/app`) is a full name, and any
     /// other means docker.io (`skopeo copy docker://HOST:5000/library/busybox:1.36 ...`).
     ///
+    /// Slow or idle clients cannot lock others out. A request head must arrive whole within
+    /// --timeout of the connection (or of the previous response on it), however it trickles. A
+    /// response must reach its client at --min-rate over every half --timeout, so a client that
+    /// stops reading is dropped within --timeout. One client address holds at most
+    /// --max-connections-per-address connections. A new connection that finds no free slot
+    /// closes the connection that has waited longest for a request (an idle keep-alive one, a
+    /// silent or trickling client: of its own address if that is what is full); when every slot
+    /// is sending a response, the address holding the most connections, if that is at least two
+    /// more than the newcomer's, gives up its longest-running one. Otherwise: 503 with
+    /// Retry-After.
+    ///
     /// Example: ./delivery.run registry serve --listen 0.0.0.0:5000 --key vendor.pub
     Serve(ServeArgs),
     /// Write the node configuration that points container runtimes at the mirror.
@@ -235,6 +246,19 @@ pub struct ServeArgs {
     /// Print one line per request on stderr (client, method, path, status, bytes).
     #[arg(long)]
     pub access_log: bool,
+    /// Connections open at once, from all clients (one thread each).
+    #[arg(long, value_name = "N", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=65536))]
+    pub max_connections: u32,
+    /// Connections one client address may hold [default: a quarter of --max-connections].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=65536))]
+    pub max_connections_per_address: Option<u32>,
+    /// Seconds a request head may take to arrive, and a client that stops reading may hold a
+    /// response.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub timeout: u64,
+    /// KiB/s a response must reach its client at, over every half --timeout.
+    #[arg(long, value_name = "KIB_PER_S", default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
+    pub min_rate: u64,
 }
 
 #[derive(Debug, Args)]

@@ -3,11 +3,33 @@
 //! file.
 //!
 //! Bounded by construction: one thread per connection with a small stack, at most
-//! [`Limits::max_connections`] of them (beyond that a 503 and close), one fixed buffer of
-//! [`Limits::max_head`] bytes per connection (a larger head gets 431), and a deadline for each
-//! request head (idle keep-alive connections and slow senders are closed). Request bodies are
-//! never read: a request that announces one is answered and the connection closed, so its bytes
-//! can never be taken for a next request.
+//! [`Limits::max_connections`] of them, one fixed buffer of [`Limits::max_head`] bytes per
+//! connection (a larger head gets 431). Request bodies are never read: a request that announces
+//! one is answered and the connection closed, so its bytes can never be taken for a next request.
+//!
+//! No client can hold a connection slot for long without using it (issue 12), so slow or idle
+//! clients cannot lock out new ones:
+//! - Head deadline: a whole request head must arrive within [`Limits::timeout`] of the accept,
+//!   or of the end of the previous response on a keep-alive connection, however it trickles;
+//!   then 408 (if part of one came) and close.
+//! - Minimum rate: while a response is sent, every half timeout must carry at least
+//!   [`Limits::min_rate`] per second of it to the client (bytes the client's kernel acknowledged,
+//!   so data parked in socket buffers does not count twice), or the connection is reset. A
+//!   client that stops reading is dropped within one timeout: the first half may all have gone
+//!   into socket buffers, the next moves nothing. (Before, the send timeout bounded each write
+//!   call and a call that moved one byte restarted it: a client that never read held its slot
+//!   about three timeouts.)
+//! - Slots per address: one client address holds at most [`Limits::max_per_address`]
+//!   connections (a quarter of all by default).
+//! - Making room: a new connection that finds no slot (of all, or of its address) closes the
+//!   connection (of its address) that has waited longest for a request head: idle keep-alive
+//!   connections, silent or trickling clients. When every slot of the server is sending a
+//!   response, the address holding the most connections, if that is at least two more than the
+//!   newcomer's address holds, gives up its longest-running response. Otherwise: 503.
+//!
+//! So what an address holds is bounded by the per-address cap, and what it holds idle is taken
+//! back the moment someone else needs it; responses that crawl end within a timeout, and the
+//! heaviest address makes room for a new one.
 //!
 //! File bodies go out through a fixed pool of [`Limits::copy_buffers`] buffers (pread, then
 //! write), and with sendfile(2) while every buffer is in use. Copying looks like the slower way,
@@ -19,13 +41,14 @@
 //! number of clients.
 //! Grammar: RFC 9112 (messages) and RFC 9110 §14 (ranges).
 
+use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::os::fd::AsRawFd;
+use std::io::{self, Read};
+use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::fs::FileExt;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// What one server may use.
@@ -34,15 +57,26 @@ pub struct Limits {
     /// Request line plus headers, in bytes.
     pub max_head: usize,
     pub max_headers: usize,
-    /// For a whole request head to arrive (from the end of the previous response), and for any
-    /// write to make progress.
+    /// For a whole request head to arrive (from the accept, or from the end of the previous
+    /// response); and the longest a client that stops reading keeps a response open.
     pub timeout: Duration,
+    /// Bytes per second each response must reach the client at, over every half timeout.
+    pub min_rate: u64,
     pub max_connections: usize,
+    /// Connections from one client address; `None`: a quarter of `max_connections`.
+    pub max_per_address: Option<usize>,
     pub stack_size: usize,
     /// Buffers file bodies are copied through, at most; allocated when first needed.
     pub copy_buffers: usize,
     /// Bytes in each, and in each read of the file.
     pub copy_buffer_size: usize,
+}
+
+impl Limits {
+    /// Connections one client address may hold.
+    pub fn per_address(&self) -> usize {
+        self.max_per_address.unwrap_or(self.max_connections / 4).max(1)
+    }
 }
 
 impl Default for Limits {
@@ -51,7 +85,9 @@ impl Default for Limits {
             max_head: 16 << 10,
             max_headers: 100,
             timeout: Duration::from_secs(30),
+            min_rate: 16 << 10,
             max_connections: 256,
+            max_per_address: None,
             stack_size: 256 << 10,
             copy_buffers: 16,
             copy_buffer_size: 1 << 20,
@@ -449,8 +485,11 @@ impl Drop for Lease<'_> {
 /// Why a response was not sent in full.
 #[derive(Debug)]
 enum SendError {
-    /// The client went away or stopped reading: routine.
+    /// The client went away: routine.
     Peer,
+    /// The client took less than [`Limits::min_rate`] over half a timeout: routine, and the
+    /// connection is reset.
+    Slow,
     /// The served file could not be read where the response said: worth a log line.
     File(io::Error),
 }
@@ -470,12 +509,165 @@ impl Throttle {
     }
 }
 
-/// Decrements the connection count when a connection's thread ends (or never starts).
-struct Slot(Arc<AtomicUsize>);
+/// Who holds the connection slots and what each is doing; [`Slots::admit`] applies the policy
+/// of the module doc.
+struct Slots {
+    max: usize,
+    per_address: usize,
+    table: Mutex<Table>,
+}
 
-impl Drop for Slot {
+#[derive(Default)]
+struct Table {
+    next_id: u64,
+    held: Vec<Holder>,
+}
+
+/// A connection in a slot.
+struct Holder {
+    id: u64,
+    ip: IpAddr,
+    /// Only ever shut down through this, never closed; and the connection's [`Held`] gives the
+    /// slot back before its socket closes, so this number cannot be a newer connection's.
+    fd: RawFd,
+    /// Sending a response; otherwise waiting for a request head (or closing).
+    serving: bool,
+    /// Since when it has been doing that.
+    since: Instant,
+    /// Shut down to make room: its thread is on its way out, its slot counts as free.
+    evicted: bool,
+}
+
+impl Holder {
+    /// Wake the connection's thread out of its read or write, to close. A response in flight
+    /// is reset, so the kernel drops what is queued for it at once.
+    fn evict(&mut self) {
+        if self.serving {
+            reset_on_close(self.fd);
+        }
+        // SAFETY: plain shutdown(2) of a descriptor that is open (see `fd`).
+        unsafe { libc::shutdown(self.fd, libc::SHUT_RDWR) };
+        self.evicted = true;
+    }
+}
+
+/// Why a new connection gets 503.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refused {
+    /// Its address holds its share, and every one of those sends a response.
+    Address,
+    /// Every slot sends a response, and no address holds two more than the newcomer's.
+    Full,
+}
+
+impl Slots {
+    fn new(limits: &Limits) -> Self {
+        Slots {
+            max: limits.max_connections.max(1),
+            per_address: limits.per_address(),
+            table: Mutex::new(Table::default()),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Table> {
+        self.table.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A slot for a new connection from `ip`, made by closing another one if need be.
+    fn admit(&self, ip: IpAddr, fd: RawFd) -> Result<u64, Refused> {
+        let mut table = self.lock();
+        let (total, mine) = table
+            .held
+            .iter()
+            .filter(|h| !h.evicted)
+            .fold((0, 0), |(total, mine), h| (total + 1, mine + usize::from(h.ip == ip)));
+        let victim = if mine >= self.per_address {
+            Some(longest_waiting(&table.held, Some(ip)).ok_or(Refused::Address)?)
+        } else if total >= self.max {
+            let victim = longest_waiting(&table.held, None).or_else(|| heaviest_address_response(&table.held, mine));
+            Some(victim.ok_or(Refused::Full)?)
+        } else {
+            None
+        };
+        if let Some(i) = victim {
+            table.held[i].evict();
+        }
+        let id = table.next_id;
+        table.next_id += 1;
+        table.held.push(Holder {
+            id,
+            ip,
+            fd,
+            serving: false,
+            since: Instant::now(),
+            evicted: false,
+        });
+        Ok(id)
+    }
+
+    /// Connection `id` now sends a response (`true`), or waits for a request head.
+    fn set_serving(&self, id: u64, serving: bool) {
+        let mut table = self.lock();
+        if let Some(h) = table.held.iter_mut().find(|h| h.id == id) {
+            h.serving = serving;
+            h.since = Instant::now();
+        }
+    }
+
+    fn release(&self, id: u64) {
+        let mut table = self.lock();
+        if let Some(i) = table.held.iter().position(|h| h.id == id) {
+            table.held.swap_remove(i);
+        }
+    }
+}
+
+/// The connection (from `ip`, or from anywhere) that has waited longest for a request head.
+fn longest_waiting(held: &[Holder], ip: Option<IpAddr>) -> Option<usize> {
+    held.iter()
+        .enumerate()
+        .filter(|(_, h)| !h.evicted && !h.serving && ip.is_none_or(|ip| h.ip == ip))
+        .min_by_key(|(_, h)| h.since)
+        .map(|(i, _)| i)
+}
+
+/// The longest-running response of the address holding the most connections, if that is at
+/// least two more than the newcomer's address holds (`mine`): then the exchange leaves the two
+/// no further apart than before.
+fn heaviest_address_response(held: &[Holder], mine: usize) -> Option<usize> {
+    let mut counts = BTreeMap::new();
+    for h in held.iter().filter(|h| !h.evicted) {
+        *counts.entry(h.ip).or_insert(0usize) += 1;
+    }
+    let (&ip, &most) = counts.iter().max_by_key(|(_, n)| **n)?;
+    if most < mine + 2 {
+        return None;
+    }
+    held.iter()
+        .enumerate()
+        .filter(|(_, h)| !h.evicted && h.ip == ip)
+        .min_by_key(|(_, h)| h.since)
+        .map(|(i, _)| i)
+}
+
+/// A connection in its slot. `Drop` gives the slot back, and only then do the fields drop and
+/// the socket close, so [`Slots::admit`] never shuts down a descriptor that a newer connection
+/// was given.
+struct Held {
+    stream: TcpStream,
+    id: u64,
+    slots: Arc<Slots>,
+}
+
+impl Held {
+    fn serving(&self, serving: bool) {
+        self.slots.set_serving(self.id, serving);
+    }
+}
+
+impl Drop for Held {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
+        self.slots.release(self.id);
     }
 }
 
@@ -497,8 +689,8 @@ impl<H: Handler> Server<H> {
 
     /// Accept connections until the process is killed.
     pub fn run(self, listener: TcpListener) -> ! {
+        let slots = Arc::new(Slots::new(&self.limits));
         let server = Arc::new(self);
-        let active = Arc::new(AtomicUsize::new(0));
         let throttle = Throttle(AtomicU64::new(0));
         loop {
             let (stream, peer) = match listener.accept() {
@@ -517,26 +709,37 @@ impl<H: Handler> Server<H> {
                     continue;
                 }
             };
-            if active.fetch_add(1, Ordering::AcqRel) >= server.limits.max_connections {
-                let _slot = Slot(Arc::clone(&active));
-                if throttle.ready() {
-                    terminal::log(format_args!(
-                        "error: {} connections open, the limit: answering 503 to new ones",
-                        server.limits.max_connections
-                    ));
+            let accepted = Instant::now();
+            let id = match slots.admit(peer.ip().to_canonical(), stream.as_raw_fd()) {
+                Ok(id) => id,
+                Err(refused) => {
+                    if throttle.ready() {
+                        match refused {
+                            Refused::Address => terminal::log(format_args!(
+                                "error: {} holds {} connections, the most one address may, all busy: answering 503 to its new ones",
+                                peer.ip(),
+                                slots.per_address
+                            )),
+                            Refused::Full => terminal::log(format_args!(
+                                "error: {} connections open and sending responses, the limit: answering 503 to new ones",
+                                slots.max
+                            )),
+                        }
+                    }
+                    server.refuse(stream, peer);
+                    continue;
                 }
-                server.refuse(stream, peer);
-                continue;
-            }
-            let slot = Slot(Arc::clone(&active));
+            };
+            let held = Held {
+                stream,
+                id,
+                slots: Arc::clone(&slots),
+            };
             let conn = Arc::clone(&server);
             let spawned = std::thread::Builder::new()
                 .name("http".into())
                 .stack_size(server.limits.stack_size)
-                .spawn(move || {
-                    let _slot = slot;
-                    conn.connection(stream, peer);
-                });
+                .spawn(move || conn.connection(held, peer, accepted));
             if let Err(e) = spawned {
                 if throttle.ready() {
                     terminal::log(format_args!("error: failed to start a connection thread: {e}"));
@@ -545,12 +748,24 @@ impl<H: Handler> Server<H> {
         }
     }
 
-    /// Over capacity: a short 503 without reading the request, then close.
-    fn refuse(&self, mut stream: TcpStream, peer: SocketAddr) {
-        let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
+    /// No slot: a short 503 without reading the request, then close. Sent without waiting (a
+    /// new socket's buffer takes it whole), so no client can stall the accept loop.
+    fn refuse(&self, stream: TcpStream, peer: SocketAddr) {
         let mut response = self.handler.error(503, "too many connections; retry later");
         response.headers.push(("Retry-After", "1".into()));
-        let _ = self.write(&mut stream, &response, false, false);
+        let mut bytes = head(&response, false);
+        if let Body::Bytes(b) = &response.body {
+            bytes.extend_from_slice(b);
+        }
+        // SAFETY: the pointer and length describe a live buffer; the descriptor is open.
+        unsafe {
+            libc::send(
+                stream.as_raw_fd(),
+                bytes.as_ptr().cast(),
+                bytes.len(),
+                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+            )
+        };
         self.log(peer, "-", "-", &response);
         let _ = stream.shutdown(Shutdown::Both);
     }
@@ -567,54 +782,62 @@ impl<H: Handler> Server<H> {
     }
 
     /// Serve requests on one connection until it closes, errs, times out, or asks to close.
-    fn connection(&self, mut stream: TcpStream, peer: SocketAddr) {
-        let timeout = self.limits.timeout;
-        if stream.set_write_timeout(Some(timeout)).is_err() || stream.set_nodelay(true).is_err() {
+    fn connection(&self, mut held: Held, peer: SocketAddr, accepted: Instant) {
+        if held.stream.set_nodelay(true).is_err() {
             return;
         }
         let mut buf = vec![0u8; self.limits.max_head];
         let mut len = 0;
+        // The head deadline runs from the accept, then from the end of each response.
+        let mut deadline = accepted + self.limits.timeout;
         loop {
-            let head_len = match self.read_head(&mut stream, &mut buf, &mut len) {
+            let head_len = match self.read_head(&mut held.stream, &mut buf, &mut len, deadline) {
                 Ok(Some(n)) => n,
                 Ok(None) => return,
                 Err(HeadError::Io) => return,
                 Err(HeadError::Status(status, message)) => {
                     let response = self.handler.error(status, message);
                     self.log(peer, "-", "-", &response);
-                    let _ = self.write(&mut stream, &response, false, false);
-                    return linger_close(stream);
+                    let _ = self.write(&held.stream, &response, false, false);
+                    // Past the deadline the client has had all its time: no more lingering.
+                    let linger = if status == 408 { Duration::ZERO } else { LINGER };
+                    return linger_close(&mut held.stream, linger);
                 }
             };
             let (response, head_only, keep_alive) = match parse_head(&buf[..head_len], self.limits.max_headers) {
                 Err(e) => {
                     let response = self.handler.error(e.status(), e.message());
                     self.log(peer, "-", "-", &response);
-                    let _ = self.write(&mut stream, &response, false, false);
-                    return linger_close(stream);
+                    let _ = self.write(&held.stream, &response, false, false);
+                    return linger_close(&mut held.stream, LINGER);
                 }
                 Ok(request) => {
+                    held.serving(true);
                     let (response, keep_alive) = self.respond(&request);
                     self.log(peer, request.method, request.target, &response);
                     (response, request.method == "HEAD", keep_alive)
                 }
             };
-            if let Err(e) = self.write(&mut stream, &response, head_only, keep_alive) {
+            match self.write(&held.stream, &response, head_only, keep_alive) {
+                Ok(()) => {}
+                Err(SendError::Peer) => return,
+                Err(SendError::Slow) => return reset_on_close(held.stream.as_raw_fd()),
                 // A client that goes away mid-body is routine; a bundle file that cannot be read
                 // is not.
-                if let SendError::File(e) = e {
+                Err(SendError::File(e)) => {
                     terminal::log(format_args!("error: failed to send a blob from the bundle file: {e}"));
+                    return;
                 }
-                return;
             }
+            held.serving(false);
             if !keep_alive {
-                return linger_close(stream);
+                return linger_close(&mut held.stream, LINGER);
             }
             buf.copy_within(head_len..len, 0);
             len -= head_len;
+            deadline = Instant::now() + self.limits.timeout;
         }
     }
-
     /// The response to a parsed request and whether the connection may stay open.
     fn respond(&self, request: &Request<'_>) -> (Response, bool) {
         let mut keep_alive = match request.version {
@@ -649,8 +872,14 @@ impl<H: Handler> Server<H> {
 
     /// Fill `buf` until it holds a complete head; returns its length, or `None` if the client
     /// closed or went quiet between requests. Leading empty lines are dropped (RFC 9112 §2.2).
-    fn read_head(&self, stream: &mut TcpStream, buf: &mut [u8], len: &mut usize) -> Result<Option<usize>, HeadError> {
-        let deadline = Instant::now() + self.limits.timeout;
+    /// The head must be complete by `deadline`, however slowly it trickles.
+    fn read_head(
+        &self,
+        stream: &mut TcpStream,
+        buf: &mut [u8],
+        len: &mut usize,
+        deadline: Instant,
+    ) -> Result<Option<usize>, HeadError> {
         let mut searched = 0;
         loop {
             let blank = buf[..*len].iter().take_while(|&&b| b == b'\r' || b == b'\n').count();
@@ -697,38 +926,47 @@ impl<H: Handler> Server<H> {
         }
     }
 
-    /// Write the status line, headers and (unless `head_only`) the body.
-    fn write(&self, stream: &mut TcpStream, r: &Response, head_only: bool, keep_alive: bool) -> Result<(), SendError> {
-        let mut head = format!("HTTP/1.1 {} {}\r\n", r.status, reason(r.status));
-        for (name, value) in &r.headers {
-            head.push_str(name);
-            head.push_str(": ");
-            head.push_str(value);
-            head.push_str("\r\n");
-        }
-        head.push_str(&format!("Content-Length: {}\r\n", r.body.len()));
-        head.push_str(if keep_alive {
-            "Connection: keep-alive\r\n\r\n"
-        } else {
-            "Connection: close\r\n\r\n"
-        });
-        let mut head = head.into_bytes();
+    /// Write the status line, headers and (unless `head_only`) the body, held to the minimum
+    /// rate.
+    fn write(&self, stream: &TcpStream, r: &Response, head_only: bool, keep_alive: bool) -> Result<(), SendError> {
+        let mut head = head(r, keep_alive);
+        let mut pace = Pace::new(stream, &self.limits);
         match &r.body {
-            _ if head_only => stream.write_all(&head).map_err(|_| SendError::Peer),
+            _ if head_only => pace.send_all(&head, 0),
             Body::Bytes(b) => {
                 head.extend_from_slice(b);
-                stream.write_all(&head).map_err(|_| SendError::Peer)
+                pace.send_all(&head, 0)
             }
-            Body::File { len: 0, .. } => stream.write_all(&head).map_err(|_| SendError::Peer),
+            Body::File { len: 0, .. } => pace.send_all(&head, 0),
             Body::File { offset, len } => {
-                send_more(stream, &head).map_err(|_| SendError::Peer)?;
+                // MSG_MORE: the kernel holds the head to go out with the body that follows, so a
+                // small response is one segment and no Nagle/delayed-ACK stall sits between.
+                pace.send_all(&head, libc::MSG_MORE)?;
                 match self.buffers.take() {
-                    Some(mut lease) => copy_file(stream, &self.file, *offset, *len, lease.buf()),
-                    None => send_file(stream, &self.file, *offset, *len),
+                    Some(mut lease) => copy_file(&mut pace, &self.file, *offset, *len, lease.buf()),
+                    None => send_file(&mut pace, &self.file, *offset, *len),
                 }
             }
         }
     }
+}
+
+/// The status line and headers of `r`, with Content-Length and Connection.
+fn head(r: &Response, keep_alive: bool) -> Vec<u8> {
+    let mut head = format!("HTTP/1.1 {} {}\r\n", r.status, reason(r.status));
+    for (name, value) in &r.headers {
+        head.push_str(name);
+        head.push_str(": ");
+        head.push_str(value);
+        head.push_str("\r\n");
+    }
+    head.push_str(&format!("Content-Length: {}\r\n", r.body.len()));
+    head.push_str(if keep_alive {
+        "Connection: keep-alive\r\n\r\n"
+    } else {
+        "Connection: close\r\n\r\n"
+    });
+    head.into_bytes()
 }
 
 enum HeadError {
@@ -738,18 +976,26 @@ enum HeadError {
     Io,
 }
 
+/// How long a closing connection drains what its client still sends (see [`linger_close`]).
+/// The connection waits for no request meanwhile, so a new client can take its slot.
+const LINGER: Duration = Duration::from_secs(2);
+
 /// Close after the client had a chance to read the response: stop writing, then drain what it
-/// still sends for a moment, so unread request bytes do not turn the close into a reset that
-/// destroys the response in flight.
-fn linger_close(mut stream: TcpStream) {
+/// still sends, for `linger` at most (none: only what has already arrived), so unread request
+/// bytes do not turn the close into a reset that destroys the response in flight.
+fn linger_close(stream: &mut TcpStream, linger: Duration) {
     let _ = stream.shutdown(Shutdown::Write);
-    // At most 2 s in all: a client trickling bytes must not hold a connection slot.
-    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    let deadline = Instant::now() + linger;
     let mut sink = [0u8; 4096];
     let mut drained = 0;
     while drained < 1 << 20 {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let set = if left.is_zero() {
+            stream.set_nonblocking(true)
+        } else {
+            stream.set_read_timeout(Some(left))
+        };
+        if set.is_err() {
             break;
         }
         match stream.read(&mut sink) {
@@ -759,33 +1005,110 @@ fn linger_close(mut stream: TcpStream) {
     }
 }
 
-/// Write all of `bytes` with MSG_MORE: the kernel holds them to go out with the body that
-/// follows, so a small response is one segment and no Nagle/delayed-ACK stall sits between.
-fn send_more(stream: &TcpStream, mut bytes: &[u8]) -> io::Result<()> {
-    while !bytes.is_empty() {
-        // SAFETY: the pointer and length describe a live slice; the descriptor is open.
-        let n = unsafe {
-            libc::send(
-                stream.as_raw_fd(),
-                bytes.as_ptr().cast(),
-                bytes.len(),
-                libc::MSG_MORE | libc::MSG_NOSIGNAL,
-            )
-        };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(e);
+/// Make the coming close of `fd` a reset: for a client that does not read, the kernel then
+/// drops what is queued for it at once rather than keep trying to deliver it.
+fn reset_on_close(fd: RawFd) {
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    set_socket_option(fd, libc::SO_LINGER, &linger);
+}
+
+/// setsockopt(2) at SOL_SOCKET level; best effort.
+fn set_socket_option<T>(fd: RawFd, name: libc::c_int, value: &T) {
+    let len = libc::socklen_t::try_from(std::mem::size_of::<T>()).expect("a small option");
+    // SAFETY: the pointer and length describe a live `T`; a closed descriptor only gets EBADF.
+    unsafe { libc::setsockopt(fd, libc::SOL_SOCKET, name, (value as *const T).cast(), len) };
+}
+
+/// Holds one response to [`Limits::min_rate`]. Time is cut into windows of half the timeout;
+/// a send call blocks at most until the end of the current one (the socket's send timeout is set
+/// to what is left of it before every call: that timeout bounds one call, and a call that moves
+/// a byte would otherwise start it again). At the end of each window, the bytes the client
+/// acknowledged during it are counted, and fewer than `min_rate` per second end the response.
+struct Pace<'a> {
+    stream: &'a TcpStream,
+    window: Duration,
+    /// What each window must carry.
+    min_bytes: u64,
+    /// The end of the current window.
+    end: Instant,
+    /// Bytes given to the socket, counting those an earlier response left queued there.
+    written: u64,
+    /// Of those, acknowledged by the client when the current window began.
+    acked: u64,
+}
+
+impl<'a> Pace<'a> {
+    fn new(stream: &'a TcpStream, limits: &Limits) -> Self {
+        let window = (limits.timeout / 2).max(Duration::from_millis(1));
+        let millis = u64::try_from(window.as_millis()).unwrap_or(u64::MAX);
+        Pace {
+            stream,
+            window,
+            min_bytes: limits.min_rate.saturating_mul(millis) / 1000,
+            end: Instant::now() + window,
+            written: unacked(stream),
+            acked: 0,
         }
-        bytes = &bytes[n as usize..];
     }
-    Ok(())
+
+    /// Make one send call (it returns a count, or -1 with errno, as libc's do); again while it
+    /// times out within a window that carried enough. Returns what it sent.
+    fn send(&mut self, mut call: impl FnMut() -> isize) -> Result<usize, SendError> {
+        loop {
+            let now = Instant::now();
+            if now >= self.end {
+                let acked = self.written.saturating_sub(unacked(self.stream));
+                if acked.saturating_sub(self.acked) < self.min_bytes {
+                    return Err(SendError::Slow);
+                }
+                self.acked = acked;
+                self.end = now + self.window;
+            }
+            let left = (self.end - now).max(Duration::from_millis(1));
+            self.stream.set_write_timeout(Some(left)).map_err(|_| SendError::Peer)?;
+            if let Ok(n) = usize::try_from(call()) {
+                self.written += n as u64;
+                return Ok(n);
+            }
+            match io::Error::last_os_error().kind() {
+                io::ErrorKind::Interrupted | io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {}
+                // sendfile does not say which side failed; a peer is by far the likelier.
+                _ => return Err(SendError::Peer),
+            }
+        }
+    }
+
+    /// Send all of `bytes`; `flags` as send(2) takes them.
+    fn send_all(&mut self, mut bytes: &[u8], flags: libc::c_int) -> Result<(), SendError> {
+        let fd = self.stream.as_raw_fd();
+        while !bytes.is_empty() {
+            // SAFETY: the pointer and length describe a live slice; the descriptor is open.
+            let n = self
+                .send(|| unsafe { libc::send(fd, bytes.as_ptr().cast(), bytes.len(), flags | libc::MSG_NOSIGNAL) })?;
+            bytes = &bytes[n..];
+        }
+        Ok(())
+    }
+}
+
+/// Bytes written to `stream` that its peer has not acknowledged (SIOCOUTQ); 0 if unknown, which
+/// counts everything written as delivered.
+fn unacked(stream: &TcpStream) -> u64 {
+    let mut n: libc::c_int = 0;
+    // SAFETY: TIOCOUTQ (SIOCOUTQ for a socket) writes one int through the pointer.
+    let r = unsafe { libc::ioctl(stream.as_raw_fd(), libc::TIOCOUTQ, &mut n) };
+    if r == 0 {
+        u64::try_from(n).unwrap_or(0)
+    } else {
+        0
+    }
 }
 
 /// Send `len` bytes of `file` from `offset` through `buf`: read a buffer's worth, write it, again.
-fn copy_file(stream: &TcpStream, file: &File, offset: u64, len: u64, buf: &mut [u8]) -> Result<(), SendError> {
+fn copy_file(pace: &mut Pace<'_>, file: &File, offset: u64, len: u64, buf: &mut [u8]) -> Result<(), SendError> {
     let (mut at, end) = (offset, offset + len);
     while at < end {
         let want = usize::try_from(end - at).map_or(buf.len(), |left| left.min(buf.len()));
@@ -795,29 +1118,23 @@ fn copy_file(stream: &TcpStream, file: &File, offset: u64, len: u64, buf: &mut [
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(SendError::File(e)),
         };
-        (&*stream).write_all(&buf[..n]).map_err(|_| SendError::Peer)?;
+        pace.send_all(&buf[..n], 0)?;
         at += n as u64;
     }
     Ok(())
 }
 
 /// Send `len` bytes of `file` from `offset` with sendfile(2): file pages go to the socket
-/// without passing through this process. The socket's send timeout bounds every stall.
-fn send_file(stream: &TcpStream, file: &File, offset: u64, len: u64) -> Result<(), SendError> {
+/// without passing through this process.
+fn send_file(pace: &mut Pace<'_>, file: &File, offset: u64, len: u64) -> Result<(), SendError> {
     let mut off =
         libc::off_t::try_from(offset).map_err(|_| SendError::File(io::Error::other("offset out of range")))?;
+    let (out, from) = (pace.stream.as_raw_fd(), file.as_raw_fd());
     let mut left = len;
     while left > 0 {
         let chunk = usize::try_from(left.min(1 << 30)).expect("at most 1 GiB");
         // SAFETY: both descriptors are open for the call; `off` is a valid, exclusive pointer.
-        let n = unsafe { libc::sendfile(stream.as_raw_fd(), file.as_raw_fd(), &mut off, chunk) };
-        if n < 0 {
-            if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            // sendfile does not say which side failed; a peer is by far the likelier.
-            return Err(SendError::Peer);
-        }
+        let n = pace.send(|| unsafe { libc::sendfile(out, from, &mut off, chunk) })?;
         if n == 0 {
             return Err(SendError::File(file_ends(offset + len)));
         }
@@ -835,6 +1152,7 @@ fn file_ends(before: u64) -> io::Error {
 
 #[cfg(test)]
 mod tests {
+    use std::io::Write;
     use std::os::unix::fs::{FileExt, OpenOptionsExt};
 
     use super::*;
@@ -990,8 +1308,12 @@ mod tests {
     }
 
     /// Answers `/body` with the file's bytes 2..7, `/empty` with none of them, `/past` with
-    /// 5 bytes from 8 (the file has 10), anything else with a small text.
+    /// 5 bytes from 8 (the file has 10), `/big` with [`BIG`] bytes (served by [`start_big`]),
+    /// anything else with a small text.
     struct Echo;
+
+    /// Far more than loopback's socket buffers hold: a client that stops reading stops the body.
+    const BIG: u64 = 256 << 20;
 
     impl Handler for Echo {
         fn handle(&self, request: &Request<'_>) -> Response {
@@ -999,6 +1321,8 @@ mod tests {
                 Body::File { offset: 2, len: 5 }
             } else if request.target == "/past" {
                 Body::File { offset: 8, len: 5 }
+            } else if request.target == "/big" {
+                Body::File { offset: 0, len: BIG }
             } else if request.target == "/empty" {
                 Body::File { offset: 0, len: 0 }
             } else {
@@ -1021,6 +1345,15 @@ mod tests {
 
     /// A server on 127.0.0.1 with `limits`, serving an anonymous file holding `0123456789`.
     fn start(limits: Limits) -> SocketAddr {
+        serve(limits, 10)
+    }
+
+    /// A server whose file is [`BIG`] bytes long (sparse: no disk used), for `/big`.
+    fn start_big(limits: Limits) -> SocketAddr {
+        serve(limits, BIG)
+    }
+
+    fn serve(limits: Limits, file_len: u64) -> SocketAddr {
         let file = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
@@ -1028,11 +1361,80 @@ mod tests {
             .open(std::env::temp_dir())
             .unwrap();
         file.write_all_at(b"0123456789", 0).unwrap();
+        file.set_len(file_len).unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let server = Server::new(Echo, file, limits, false);
         std::thread::spawn(move || server.run(listener));
         addr
+    }
+
+    /// A client socket whose source address is `from` (every 127.x.y.z is this machine's, so
+    /// tests can play several client addresses), with a small receive buffer so that a client
+    /// that stops reading stops the server's writes soon.
+    fn connect_from(from: [u8; 4], to: SocketAddr) -> TcpStream {
+        use std::os::fd::FromRawFd;
+        let sockaddr = |ip: [u8; 4], port: u16| libc::sockaddr_in {
+            sin_family: libc::AF_INET as libc::sa_family_t,
+            sin_port: port.to_be(),
+            sin_addr: libc::in_addr {
+                s_addr: u32::from_ne_bytes(ip),
+            },
+            sin_zero: [0; 8],
+        };
+        let SocketAddr::V4(to) = to else { panic!("IPv4 only") };
+        let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+        // SAFETY: a fresh descriptor, owned by the TcpStream at once; pointers to locals.
+        unsafe {
+            let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+            assert!(fd >= 0, "{}", io::Error::last_os_error());
+            let stream = TcpStream::from_raw_fd(fd);
+            set_socket_option(fd, libc::SO_RCVBUF, &4096 as &libc::c_int);
+            let local = sockaddr(from, 0);
+            assert_eq!(
+                libc::bind(fd, (&local as *const libc::sockaddr_in).cast(), len),
+                0,
+                "{}",
+                io::Error::last_os_error()
+            );
+            let remote = sockaddr(to.ip().octets(), to.port());
+            assert_eq!(
+                libc::connect(fd, (&remote as *const libc::sockaddr_in).cast(), len),
+                0,
+                "{}",
+                io::Error::last_os_error()
+            );
+            stream
+        }
+    }
+
+    /// One request with `Connection: close` from `from`; the status, or `""` if none came.
+    fn status_from(from: [u8; 4], addr: SocketAddr, target: &str) -> String {
+        let mut s = connect_from(from, addr);
+        s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let request = format!("GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        if s.write_all(request.as_bytes()).is_err() {
+            return String::new();
+        }
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        statuses(&String::from_utf8_lossy(&out))
+            .first()
+            .map_or(String::new(), |s| s.to_string())
+    }
+
+    /// Sends `GET /big` from `from` and reads the response's status line only: then the client
+    /// holds the connection, its server busy with a body nobody reads.
+    fn start_big_download(from: [u8; 4], addr: SocketAddr) -> (TcpStream, String) {
+        let mut s = connect_from(from, addr);
+        s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        s.write_all(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let mut line = [0u8; 12];
+        let status = match s.read_exact(&mut line) {
+            Ok(()) => String::from_utf8_lossy(&line[9..]).into_owned(),
+            Err(_) => String::new(),
+        };
+        (s, status)
     }
 
     /// Send `request`, then read until the server closes (or 2 s pass).
@@ -1221,19 +1623,146 @@ mod tests {
         assert_eq!(statuses(&exchange(addr, b"GET /a HTTP/1.1\r\nHo")), ["408"]);
         assert_eq!(exchange(addr, b""), "");
         assert!(t.elapsed() < Duration::from_secs(2));
-        // Two idle connections fill the server: a third gets 503 at once.
-        let a = TcpStream::connect(addr).unwrap();
-        let b = TcpStream::connect(addr).unwrap();
+        // Two idle connections fill the server: a third closes the one waiting longest.
+        let mut a = connect_from([127, 0, 0, 2], addr);
+        let b = connect_from([127, 0, 0, 3], addr);
         std::thread::sleep(Duration::from_millis(50));
-        assert_eq!(statuses(&exchange(addr, b"")), ["503"]);
-        drop((a, b));
-        std::thread::sleep(Duration::from_millis(400));
+        assert_eq!(status_from([127, 0, 0, 4], addr, "/a"), "200");
+        a.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
         assert_eq!(
-            statuses(&exchange(
-                addr,
-                b"GET /a HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-            )),
-            ["200"]
+            a.read(&mut [0u8; 16]).unwrap(),
+            0,
+            "the oldest idle connection is closed"
+        );
+        drop(b);
+    }
+
+    /// Eight connection slots, two per address, and a timeout far longer than any test here.
+    fn eight_slots() -> Limits {
+        Limits {
+            timeout: Duration::from_secs(10),
+            max_connections: 8,
+            ..Limits::default()
+        }
+    }
+
+    /// Issue 12: a thousand connections that never send a request held every slot for the
+    /// whole head timeout, and every new client got 503 meanwhile.
+    #[test]
+    fn idle_connections_do_not_lock_out_new_clients() {
+        let addr = start(eight_slots());
+        let idle: Vec<TcpStream> = (0..20).map(|_| connect_from([127, 0, 0, 1], addr)).collect();
+        std::thread::sleep(Duration::from_millis(200));
+        assert_eq!(
+            status_from([127, 0, 0, 1], addr, "/a"),
+            "200",
+            "from the idle clients' address"
+        );
+        assert_eq!(status_from([127, 0, 0, 2], addr, "/a"), "200", "from another address");
+        drop(idle);
+    }
+
+    /// Issue 12: clients reading at 1 KiB/s held every slot for as long as they read.
+    #[test]
+    fn slow_readers_do_not_lock_out_new_clients() {
+        let addr = start_big(eight_slots());
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut readers = Vec::new();
+        for from in 2..6 {
+            for _ in 0..2 {
+                let (mut s, status) = start_big_download([127, 0, 0, from], addr);
+                assert_eq!(status, "200");
+                let stop = Arc::clone(&stop);
+                readers.push(std::thread::spawn(move || {
+                    let mut kib = [0u8; 1024];
+                    while !stop.load(Ordering::Relaxed) && s.read(&mut kib).is_ok_and(|n| n > 0) {
+                        std::thread::sleep(Duration::from_millis(100));
+                    }
+                }));
+            }
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!(status_from([127, 0, 0, 6], addr, "/a"), "200");
+        stop.store(true, Ordering::Relaxed);
+        for r in readers {
+            r.join().unwrap();
+        }
+    }
+
+    /// Issue 12: a client that stopped reading held its slot about three times the documented
+    /// timeout (94 s for 30 s): the send timeout bounded each write call, and a call that moved
+    /// a single byte started the clock again.
+    #[test]
+    fn client_that_never_reads_is_dropped_within_the_documented_time() {
+        let timeout = Duration::from_secs(1);
+        let addr = start_big(Limits {
+            timeout,
+            max_connections: 1,
+            ..Limits::default()
+        });
+        let (never_reads, status) = start_big_download([127, 0, 0, 2], addr);
+        assert_eq!(status, "200");
+        let t = Instant::now();
+        assert_eq!(status_from([127, 0, 0, 3], addr, "/a"), "503", "the one slot is taken");
+        while status_from([127, 0, 0, 3], addr, "/a") != "200" {
+            assert!(t.elapsed() < Duration::from_secs(10), "the slot was never freed");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        // Generous: the documented bound is the timeout itself.
+        assert!(t.elapsed() < timeout + Duration::from_secs(1), "held {:?}", t.elapsed());
+        drop(never_reads);
+    }
+
+    /// Issue 12: one client address could take every connection slot.
+    #[test]
+    fn one_address_cannot_take_every_slot() {
+        let addr = start_big(eight_slots());
+        let downloads: Vec<(TcpStream, String)> = (0..8).map(|_| start_big_download([127, 0, 0, 2], addr)).collect();
+        let statuses: Vec<&str> = downloads.iter().map(|(_, status)| status.as_str()).collect();
+        assert_eq!(
+            statuses,
+            ["200", "200", "503", "503", "503", "503", "503", "503"],
+            "a quarter of the slots per address"
+        );
+        assert_eq!(status_from([127, 0, 0, 3], addr, "/a"), "200");
+        drop(downloads);
+    }
+
+    /// A head sent a byte at a time must still arrive whole within the timeout, counted from
+    /// the end of the previous response on a keep-alive connection; then the slot is free.
+    #[test]
+    fn trickled_headers_hit_the_deadline() {
+        let timeout = Duration::from_millis(500);
+        let addr = start(Limits {
+            timeout,
+            ..Limits::default()
+        });
+        let mut s = connect_from([127, 0, 0, 2], addr);
+        s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        s.write_all(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let mut first = Vec::new();
+        while !first.ends_with(b"GET /a") {
+            let mut buf = [0u8; 256];
+            let n = s.read(&mut buf).unwrap();
+            assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&first));
+            first.extend_from_slice(&buf[..n]);
+        }
+        let t = Instant::now();
+        let trickle = b"GET /a HTTP/1.1\r\nHost: x\r\nX: "
+            .iter()
+            .chain(std::iter::repeat(&b'y'));
+        for byte in trickle {
+            if s.write_all(&[*byte]).is_err() {
+                break;
+            }
+            assert!(t.elapsed() < Duration::from_secs(6), "never closed");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        // Writes fail once the server has closed: generous, the deadline is 0.5 s.
+        assert!(
+            t.elapsed() < timeout + Duration::from_secs(1),
+            "closed after {:?}",
+            t.elapsed()
         );
     }
 }

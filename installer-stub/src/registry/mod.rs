@@ -47,6 +47,18 @@ pub fn serve(args: &ServeArgs) -> Result<()> {
         index.images(),
         index.blobs()
     ));
-    let server = http::Server::new(api::Api::new(index), file, http::Limits::default(), args.access_log);
+    let server = http::Server::new(api::Api::new(index), file, limits(args), args.access_log);
     server.run(listener)
+}
+
+/// The server's limits, from `registry serve`'s flags.
+fn limits(args: &ServeArgs) -> http::Limits {
+    let count = |n: u32| usize::try_from(n).expect("at most 65536");
+    http::Limits {
+        max_connections: count(args.max_connections),
+        max_per_address: args.max_connections_per_address.map(count),
+        timeout: std::time::Duration::from_secs(args.timeout),
+        min_rate: args.min_rate << 10,
+        ..http::Limits::default()
+    }
 }
