@@ -208,8 +208,8 @@ pub enum ManifestError {
     Order(String),
     #[error("entry `{path}` has no directory entry for its parent `{parent}`")]
     NoParent { path: String, parent: String },
-    #[error("entry `{0}` points outside the stream, overlaps the previous file, or is out of stream order")]
-    BadStreamRange(String),
+    #[error("entry `{path}` ({size} bytes at offset {offset} of the uncompressed stream) points outside the stream, overlaps the previous file, or is out of stream order")]
+    BadStreamRange { path: String, offset: u64, size: u64 },
     #[error("entry `{0}` refers to a blob that does not exist or has another size or digest")]
     BadBlobRef(String),
     #[error("image `{name}` is invalid: {why}")]
@@ -374,7 +374,13 @@ impl Manifest {
                     let end = offset.checked_add(*size).filter(|&end| end <= raw_len);
                     match end {
                         Some(end) if *offset >= stream_end => stream_end = end,
-                        _ => return Err(ManifestError::BadStreamRange(path.into())),
+                        _ => {
+                            return Err(ManifestError::BadStreamRange {
+                                path: path.into(),
+                                offset: *offset,
+                                size: *size,
+                            })
+                        }
                     }
                 }
                 Entry::File {
@@ -480,9 +486,9 @@ mod tests {
         let (m, t) = manifest(vec![file("a/x", 512)]);
         assert!(matches!(m.validate(&t), Err(ManifestError::NoParent { .. })));
         let (m, t) = manifest(vec![dir("a"), file("a/x", 1024), file("a/y", 1030)]);
-        assert!(matches!(m.validate(&t), Err(ManifestError::BadStreamRange(_))));
+        assert!(matches!(m.validate(&t), Err(ManifestError::BadStreamRange { .. })));
         let (m, t) = manifest(vec![dir("a"), file("a/x", 2040)]);
-        assert!(matches!(m.validate(&t), Err(ManifestError::BadStreamRange(_))));
+        assert!(matches!(m.validate(&t), Err(ManifestError::BadStreamRange { .. })));
         let (m, t) = manifest(vec![dir("b"), dir("a")]);
         assert!(matches!(m.validate(&t), Err(ManifestError::Order(_))));
         let (m, t) = manifest(vec![Entry::Symlink {

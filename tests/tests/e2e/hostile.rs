@@ -8,7 +8,7 @@ use std::process::Command;
 
 use bundle_format::manifest::{Data, Entry, Manifest, ManifestError};
 use bundle_format::write::resign;
-use bundle_format::{Bundle, ReadError, SigningKey, Trust};
+use bundle_format::{Bundle, Digest, ReadError, SigningKey, Trust};
 
 use crate::support::*;
 
@@ -204,6 +204,54 @@ fn hostile_manifests_signed_by_the_trusted_key_are_refused() {
             outside.display()
         );
     }
+}
+
+/// Issue 12: `verify` said OK on a bundle whose signed manifest disagrees with its stream,
+/// which `extract` then refused. Every verifier must now refuse it, naming the entry and its
+/// offset in the uncompressed stream.
+#[test]
+fn signed_manifest_with_wrong_entry_digest_fails_every_verifier() {
+    let d = demo();
+    let mut m = d.manifest.clone();
+    let (path, offset) = match first_file(&mut m) {
+        Entry::File {
+            path,
+            sha256,
+            data: Data::Stream(offset),
+            ..
+        } => {
+            *sha256 = Digest::of(b"not this file");
+            (path.clone(), *offset)
+        }
+        _ => unreachable!("first_file finds a stream file"),
+    };
+    let file = d.dir.path().join("wrong-entry-digest.run");
+    write(&file, &resign(&d.good, &m, &d.key), 0o755);
+    let names_the_entry = |what: &str, o: &std::process::Output| {
+        assert_eq!(code(o), 3, "{what}: {}", stderr(o));
+        let err = stderr(o);
+        assert!(
+            err.contains(&format!("`{path}`")) && err.contains(&format!("offset {offset} ")),
+            "{what} does not name `{path}` at offset {offset}: {err}"
+        );
+    };
+    let o = run(Command::new(delivery())
+        .arg("verify")
+        .arg(&file)
+        .arg("--key")
+        .arg(&d.keys.public));
+    names_the_entry("delivery verify", &o);
+    let o = run(Command::new(&file).arg("verify").arg("--key").arg(&d.keys.public));
+    names_the_entry("./FILE verify", &o);
+    let out = d.dir.path().join("out");
+    let o = run(Command::new(&file)
+        .arg("extract")
+        .arg("--to")
+        .arg(&out)
+        .arg("--key")
+        .arg(&d.keys.public));
+    names_the_entry("./FILE extract", &o);
+    assert!(!out.exists(), "extract wrote its target");
 }
 
 #[test]
