@@ -208,8 +208,8 @@ pub enum ManifestError {
     Order(String),
     #[error("entry `{path}` has no directory entry for its parent `{parent}`")]
     NoParent { path: String, parent: String },
-    #[error("entry `{0}` points outside the stream, overlaps the previous file, or is out of stream order")]
-    BadStreamRange(String),
+    #[error("entry `{path}` ({size} bytes at offset {offset} of the uncompressed stream) points outside the stream, overlaps the previous file, or is out of stream order")]
+    BadStreamRange { path: String, offset: u64, size: u64 },
     #[error("entry `{0}` refers to a blob that does not exist or has another size or digest")]
     BadBlobRef(String),
     #[error("image `{name}` is invalid: {why}")]
@@ -308,12 +308,14 @@ impl Manifest {
                 return Err(ManifestError::BadMediaType(m.chars().take(80).collect()));
             }
         }
-        let manifests: BTreeMap<&Digest, &str> = self
-            .blobs
-            .iter()
-            .filter_map(|b| b.media_type.as_deref().map(|m| (&b.sha256, m)))
-            .collect();
+        // What the registry serves (its index): image blobs only, never a file's blob, by
+        // digest, the first of a digest winning. An image's manifest must be one of them.
+        let mut served: BTreeMap<&Digest, Option<&str>> = BTreeMap::new();
+        for (_, b) in self.image_blobs() {
+            served.entry(&b.sha256).or_insert(b.media_type.as_deref());
+        }
         let mut names = BTreeSet::new();
+        let mut tags: BTreeMap<(String, String), &Digest> = BTreeMap::new();
         for image in &self.images {
             let bad = |why: String| ManifestError::BadImage {
                 name: image.name.clone(),
@@ -326,13 +328,26 @@ impl Manifest {
             if !names.insert(image.name.as_str()) {
                 return Err(bad("listed twice".into()));
             }
-            match manifests.get(&image.digest) {
-                Some(m) if *m == image.media_type => {}
-                _ => {
-                    return Err(bad(format!(
-                        "its manifest {} is not a blob of type {}",
-                        image.digest, image.media_type
-                    )))
+            if served.get(&image.digest) != Some(&Some(image.media_type.as_str())) {
+                return Err(bad(format!(
+                    "its manifest {} is not an image blob of type {}",
+                    image.digest, image.media_type
+                )));
+            }
+            // `app:1` and `app:1@sha256:...` are two names for one tag: a registry answers a
+            // pull of `app:1` with one digest only.
+            if let Some(tag) = &r.tag {
+                let tag_key = (r.name(), tag.clone());
+                match tags.get(&tag_key) {
+                    Some(d) if **d != image.digest => {
+                        return Err(bad(format!(
+                            "tag {tag} of {} is also recorded with digest {d}",
+                            tag_key.0
+                        )))
+                    }
+                    _ => {
+                        tags.insert(tag_key, &image.digest);
+                    }
                 }
             }
         }
@@ -374,7 +389,13 @@ impl Manifest {
                     let end = offset.checked_add(*size).filter(|&end| end <= raw_len);
                     match end {
                         Some(end) if *offset >= stream_end => stream_end = end,
-                        _ => return Err(ManifestError::BadStreamRange(path.into())),
+                        _ => {
+                            return Err(ManifestError::BadStreamRange {
+                                path: path.into(),
+                                offset: *offset,
+                                size: *size,
+                            })
+                        }
                     }
                 }
                 Entry::File {
@@ -480,9 +501,9 @@ mod tests {
         let (m, t) = manifest(vec![file("a/x", 512)]);
         assert!(matches!(m.validate(&t), Err(ManifestError::NoParent { .. })));
         let (m, t) = manifest(vec![dir("a"), file("a/x", 1024), file("a/y", 1030)]);
-        assert!(matches!(m.validate(&t), Err(ManifestError::BadStreamRange(_))));
+        assert!(matches!(m.validate(&t), Err(ManifestError::BadStreamRange { .. })));
         let (m, t) = manifest(vec![dir("a"), file("a/x", 2040)]);
-        assert!(matches!(m.validate(&t), Err(ManifestError::BadStreamRange(_))));
+        assert!(matches!(m.validate(&t), Err(ManifestError::BadStreamRange { .. })));
         let (m, t) = manifest(vec![dir("b"), dir("a")]);
         assert!(matches!(m.validate(&t), Err(ManifestError::Order(_))));
         let (m, t) = manifest(vec![Entry::Symlink {
@@ -514,6 +535,69 @@ mod tests {
         let (mut m, t) = manifest(vec![]);
         m.blobs[0].media_type = Some("application/vnd.oci.image.manifest.v1+json".into());
         m.validate(&t).unwrap();
+    }
+
+    const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+
+    fn image(name: &str, digest: Digest) -> Image {
+        Image {
+            name: name.into(),
+            digest,
+            media_type: OCI_MANIFEST.into(),
+            size: 0,
+            platforms: vec![],
+            source: String::new(),
+        }
+    }
+
+    #[test]
+    fn image_whose_manifest_is_a_file_blob_fails_validation() {
+        // The registry serves image blobs only: this image could be verified but never pulled.
+        let (mut m, t) = manifest(vec![Entry::File {
+            path: "f".into(),
+            mode: 0o644,
+            size: 5,
+            sha256: Digest::of(b"x"),
+            data: Data::Blob(0),
+        }]);
+        m.blobs[0].media_type = Some(OCI_MANIFEST.into());
+        m.images = vec![image("example.com/app:1", Digest::of(b"x"))];
+        assert!(
+            matches!(m.validate(&t), Err(ManifestError::BadImage { ref name, .. }) if name == "example.com/app:1"),
+            "{:?}",
+            m.validate(&t)
+        );
+    }
+
+    #[test]
+    fn one_tag_recorded_with_two_digests_fails_validation() {
+        let (mut m, t) = manifest(vec![]);
+        let (d1, d2) = (Digest::of(b"1"), Digest::of(b"2"));
+        m.blobs = vec![
+            Blob {
+                offset: 0,
+                size: 2,
+                sha256: d1,
+                media_type: Some(OCI_MANIFEST.into()),
+            },
+            Blob {
+                offset: 2,
+                size: 3,
+                sha256: d2,
+                media_type: Some(OCI_MANIFEST.into()),
+            },
+        ];
+        m.images = vec![
+            image("example.com/app:1", d1),
+            image(&format!("example.com/app:1@{d1}"), d1),
+        ];
+        m.validate(&t).unwrap();
+        m.images[1] = image(&format!("example.com/app:1@{d2}"), d2);
+        assert!(
+            matches!(m.validate(&t), Err(ManifestError::BadImage { .. })),
+            "{:?}",
+            m.validate(&t)
+        );
     }
 
     #[test]

@@ -9,15 +9,22 @@
 //!    Ed25519 signature over header, trailer and manifest bytes; only then is the manifest
 //!    parsed and validated against the trailer.
 //! 3. [`Verified::verify_contents`] or [`Verified::extract`]: every region against its signed
-//!    digest. A zstd frame is hashed before it is decompressed; a file is written under a
-//!    staging directory and the directory is renamed into place only once every digest matched.
+//!    digest, every frame against its recorded decompressed size, and every file entry against
+//!    its signed size and digest at its offset. A zstd frame is hashed before it is decompressed;
+//!    a file is written under a staging directory and the directory is renamed into place only
+//!    once every digest matched.
+//!
+//! Verify and extract walk the stream with the same code ([`Verified::check_stream`]): extract
+//! hands each entry's checked bytes to files, verify drops them. So a bundle that verifies is a
+//! bundle that extracts (issue 12): nothing extract, the installer or the registry relies on is
+//! left for later.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::mpsc::sync_channel;
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Mutex;
 
 use crate::digest::{hash_region, Digest, Hasher, CHUNK};
@@ -74,6 +81,15 @@ pub enum ReadError {
         index: usize,
         offset: u64,
         reason: String,
+    },
+    #[error("{path}: entry `{entry}` ({size} bytes at offset {offset} of the uncompressed stream) does not match the signed manifest: expected {expected}, got {actual}")]
+    EntryDigest {
+        path: PathBuf,
+        entry: String,
+        offset: u64,
+        size: u64,
+        expected: Digest,
+        actual: Digest,
     },
     #[error("failed to write {path}: {source}")]
     Write { path: PathBuf, source: io::Error },
@@ -287,6 +303,8 @@ impl Verified {
         &self.bundle.file
     }
 
+    /// The regions hashed where they lie: the stub and every stored blob. Frames are hashed by
+    /// [`Self::check_stream`], each before it is decompressed.
     fn regions(&self) -> Vec<Region> {
         let t = &self.bundle.trailer;
         let m = &self.manifest;
@@ -296,16 +314,6 @@ impl Verified {
             len: t.stub_len,
             digest: m.stub.sha256,
         }];
-        let mut at = t.stream_offset;
-        for (i, f) in m.frames.iter().enumerate() {
-            regions.push(Region {
-                name: format!("compressed stream frame {i}"),
-                offset: at,
-                len: f.size,
-                digest: f.sha256,
-            });
-            at += f.size;
-        }
         for (i, b) in m.blobs.iter().enumerate() {
             let offset = t.blobs_offset + b.offset;
             regions.push(Region {
@@ -318,15 +326,37 @@ impl Verified {
         regions
     }
 
-    /// Hash every region (stub, frames, blobs) on `threads` threads against the manifest.
+    /// The file entries whose content is in the stream, in stream order (the manifest's
+    /// validation guarantees that path order is stream order).
+    fn stream_files(&self) -> Vec<&Entry> {
+        let in_stream = |e: &&Entry| {
+            matches!(
+                e,
+                Entry::File {
+                    data: Data::Stream(_),
+                    ..
+                }
+            )
+        };
+        self.manifest.entries.iter().filter(in_stream).collect()
+    }
+
+    /// Check everything a later command reads: the stub and every stored blob against their
+    /// digests (hashed in place on `threads` threads), and, alongside, the compressed stream as
+    /// [`Self::extract`] checks it: every frame's digest and decompressed size, every file
+    /// entry's size and digest at its offset. Memory stays bounded: frames are decompressed in
+    /// pieces and nothing is kept.
     pub fn verify_contents(&self, threads: usize, progress: &dyn Progress) -> Result<(), ReadError> {
         let mut regions = self.regions();
         regions.sort_by_key(|r| std::cmp::Reverse(r.len));
-        progress.phase("verify", regions.iter().map(|r| r.len).sum());
+        let files = self.stream_files();
+        let in_place: u64 = regions.iter().map(|r| r.len).sum();
+        progress.phase("verify", in_place + self.manifest.raw_stream_len());
         let next = AtomicUsize::new(0);
         let stop = AtomicBool::new(false);
         let failures = Mutex::new(Vec::new());
         std::thread::scope(|s| {
+            let stream = s.spawn(|| self.check_stream(&files, &mut Discard, progress));
             for _ in 0..threads.max(1) {
                 s.spawn(|| {
                     let mut buf = vec![0u8; CHUNK];
@@ -352,7 +382,12 @@ impl Verified {
                     }
                 });
             }
+            if let Err(e) = stream.join().expect("the stream thread does not panic") {
+                let offset = self.bundle.trailer.stream_offset;
+                failures.lock().expect("no panics while locked").push((offset, e));
+            }
         });
+        // The first failure in file order, whichever thread found it first.
         let mut failures = failures.into_inner().expect("no panics while locked");
         failures.sort_by_key(|(offset, _)| *offset);
         match failures.into_iter().next() {
@@ -460,7 +495,7 @@ impl Verified {
         let m = &self.manifest;
         let werr = |path: PathBuf| move |source| ReadError::Write { path, source };
         let mut summary = ExtractSummary::default();
-        let mut stream_files = Vec::new();
+        let stream_files = self.stream_files();
         let mut blob_files = Vec::new();
         for e in &m.entries {
             match e {
@@ -470,12 +505,9 @@ impl Verified {
                     summary.dirs += 1;
                 }
                 Entry::File {
-                    data: Data::Stream(_), ..
-                } => stream_files.push(e),
-                Entry::File {
                     data: Data::Blob(_), ..
                 } => blob_files.push(e),
-                Entry::Symlink { .. } => {}
+                Entry::File { .. } | Entry::Symlink { .. } => {}
             }
         }
         let total = m.raw_stream_len() + blob_files.iter().map(|e| file_size(e)).sum::<u64>();
@@ -484,7 +516,7 @@ impl Verified {
         summary.bytes = stream_files.iter().chain(&blob_files).map(|e| file_size(e)).sum();
 
         std::thread::scope(|s| {
-            let stream = s.spawn(|| self.extract_stream(root, &stream_files, progress));
+            let stream = s.spawn(|| self.check_stream(&stream_files, &mut ExtractFiles::new(root), progress));
             let blobs = self.extract_blobs(root, &blob_files, progress);
             let stream = stream.join().expect("the stream thread does not panic");
             blobs.and(stream)
@@ -571,25 +603,42 @@ impl Verified {
         Ok(())
     }
 
-    /// The compressed stream: one thread checks and decompresses frames, this one writes files.
-    fn extract_stream(&self, root: &Path, files: &[&Entry], progress: &dyn Progress) -> Result<(), ReadError> {
+    /// The compressed stream, checked as every reader relies on it: one thread checks and
+    /// decompresses the frames ([`Self::decompress_frames`]), this one walks the decompressed
+    /// stream, hands every file entry's bytes to `sink` and checks the entry's size and digest
+    /// at its offset. `files` are the stream's file entries in stream order.
+    ///
+    /// Entries span frames (frames are fixed-size cuts of one tar stream), and an entry's
+    /// SHA-256 is one sequential computation, so the walk is sequential; it runs alongside the
+    /// decompression, and [`Self::verify_contents`] runs it alongside the in-place hashing.
+    fn check_stream(
+        &self,
+        files: &[&Entry],
+        sink: &mut dyn EntrySink,
+        progress: &dyn Progress,
+    ) -> Result<(), ReadError> {
         let (tx, rx) = sync_channel::<Vec<u8>>(2);
         std::thread::scope(|s| {
             let frames = s.spawn(move || self.decompress_frames(tx));
-            let written = self.write_stream_files(root, files, rx, progress);
+            let walked = self.walk_stream(files, rx, sink, progress);
             let frames = frames.join().expect("the frame thread does not panic");
-            // A frame error explains a short stream better than the writer's complaint.
-            frames.and(written)
+            // A frame error explains a short stream better than the walker's complaint.
+            frames.and(walked)
         })
     }
 
-    fn decompress_frames(&self, tx: std::sync::mpsc::SyncSender<Vec<u8>>) -> Result<(), ReadError> {
+    /// Every frame in order: its compressed bytes read whole (at most
+    /// [`MAX_FRAME`](crate::manifest::MAX_FRAME), a cap the manifest's validation enforces) and checked against their digest before zstd sees them,
+    /// then decompressed in pieces of at most [`CHUNK`] bytes sent on `tx`. A frame must
+    /// decompress to exactly its recorded size: the entries' offsets count on it.
+    fn decompress_frames(&self, tx: SyncSender<Vec<u8>>) -> Result<(), ReadError> {
+        use zstd::zstd_safe::{get_error_name, DCtx, DParameter, InBuffer, OutBuffer, ResetDirective};
         let t = &self.bundle.trailer;
         let ioerr = |source| ReadError::Io {
             path: self.bundle.path.clone(),
             source,
         };
-        let mut decompressor = zstd::bulk::Decompressor::new().map_err(ioerr)?;
+        let mut dctx = DCtx::create();
         let mut compressed = Vec::new();
         let mut offset = t.stream_offset;
         for (index, f) in self.manifest.frames.iter().enumerate() {
@@ -611,103 +660,186 @@ impl Verified {
                 offset,
                 reason,
             };
-            let raw = decompressor
-                .decompress(&compressed, f.raw_size as usize)
-                .map_err(|e| decompress(e.to_string()))?;
-            if raw.len() as u64 != f.raw_size {
-                return Err(decompress(format!("got {} bytes, expected {}", raw.len(), f.raw_size)));
+            let zstd_err = |code| decompress(get_error_name(code).to_string());
+            dctx.reset(ResetDirective::SessionOnly).map_err(zstd_err)?;
+            // A frame is at most MAX_FRAME_RAW (2^24) bytes: no window beyond that is needed.
+            dctx.set_parameter(DParameter::WindowLogMax(24)).map_err(zstd_err)?;
+            let mut input = InBuffer::around(&compressed);
+            let mut produced = 0u64;
+            let mut frame_done = false;
+            while !(frame_done && input.pos() == compressed.len()) {
+                let mut chunk = Vec::with_capacity(CHUNK);
+                while chunk.len() < CHUNK && !(frame_done && input.pos() == compressed.len()) {
+                    let (before_in, before_out) = (input.pos(), chunk.len());
+                    let mut out = OutBuffer::around_pos(&mut chunk, before_out);
+                    let hint = dctx.decompress_stream(&mut out, &mut input).map_err(zstd_err)?;
+                    frame_done = hint == 0;
+                    if input.pos() == before_in && chunk.len() == before_out {
+                        return Err(decompress("the frame ends early".into()));
+                    }
+                }
+                produced += chunk.len() as u64;
+                if produced > f.raw_size {
+                    return Err(decompress(format!("more than the recorded {} bytes", f.raw_size)));
+                }
+                if tx.send(chunk).is_err() {
+                    return Ok(()); // the walker stopped and reports why
+                }
             }
-            if tx.send(raw).is_err() {
-                return Ok(()); // the writer stopped and reports why
+            if produced != f.raw_size {
+                return Err(decompress(format!("got {produced} bytes, expected {}", f.raw_size)));
             }
             offset += f.size;
         }
         Ok(())
     }
 
-    fn write_stream_files(
+    /// Walk the decompressed stream arriving on `rx` (in order, from offset 0): every entry of
+    /// `files` gets its bytes `[offset, offset + size)` handed to `sink`, and its digest checked
+    /// before `sink` finishes it. Empty files have no bytes in the stream and come first.
+    fn walk_stream(
         &self,
-        root: &Path,
         files: &[&Entry],
-        rx: std::sync::mpsc::Receiver<Vec<u8>>,
+        rx: Receiver<Vec<u8>>,
+        sink: &mut dyn EntrySink,
         progress: &dyn Progress,
     ) -> Result<(), ReadError> {
-        let mut files = files.iter().peekable();
-        let mut open: Option<(File, Hasher, u64, &Entry)> = None;
-        let mut pos = 0u64; // stream offset of the chunk's first byte
-        let finish = |out: File, h: Hasher, e: &Entry| -> Result<(), ReadError> {
-            let Entry::File { path, mode, sha256, .. } = e else {
-                unreachable!("only files")
-            };
-            let actual = h.finish();
-            if actual != *sha256 {
-                return Err(ReadError::Digest {
-                    path: self.bundle.path.clone(),
-                    region: format!("entry `{path}`"),
-                    offset: 0,
-                    len: file_size(e),
-                    expected: *sha256,
-                    actual,
-                });
-            }
-            out.set_permissions(fs::Permissions::from_mode(*mode & MODE_MASK))
-                .map_err(|source| ReadError::Write {
-                    path: root.join(path),
-                    source,
-                })
+        let bad_range = |e: &Entry| ReadError::Manifest {
+            path: self.bundle.path.clone(),
+            source: ManifestError::BadStreamRange {
+                path: e.path().to_string(),
+                offset: stream_offset(e),
+                size: file_size(e),
+            },
         };
-        let start = |e: &'_ Entry| -> Result<File, ReadError> {
-            let p = root.join(e.path());
-            create_file(&p).map_err(|source| ReadError::Write { path: p, source })
-        };
-        // Empty files have no bytes in the stream.
-        for e in files.clone() {
-            if file_size(e) == 0 {
-                finish(start(e)?, Hasher::new(), e)?;
-            }
+        for &e in files.iter().filter(|e| file_size(e) == 0) {
+            sink.start(e)?;
+            self.check_entry(e, Hasher::new())?;
+            sink.finish(e)?;
         }
+        let mut files = files.iter().copied().filter(|e| file_size(e) > 0).peekable();
+        let mut open: Option<(&Entry, Hasher, u64)> = None;
+        let mut pos = 0u64; // stream offset of the chunk's first byte
         for chunk in rx {
             let end = pos + chunk.len() as u64;
             loop {
                 if open.is_none() {
-                    while files.peek().is_some_and(|e| file_size(e) == 0) {
-                        files.next();
-                    }
                     match files.peek() {
                         Some(e) if stream_offset(e) < end => {
                             let e = files.next().expect("peeked");
-                            open = Some((start(e)?, Hasher::new(), 0, e));
+                            if stream_offset(e) < pos {
+                                return Err(bad_range(e)); // out of stream order
+                            }
+                            sink.start(e)?;
+                            open = Some((e, Hasher::new(), 0));
                         }
                         _ => break,
                     }
                 }
-                let (out, h, written, e) = open.as_mut().expect("a file is open");
+                let (e, h, done) = open.as_mut().expect("a file is open");
                 let (offset, size) = (stream_offset(e), file_size(e));
-                let from = offset + *written;
+                let from = offset + *done;
                 let to = (offset + size).min(end);
                 let part = &chunk[(from - pos) as usize..(to - pos) as usize];
                 h.update(part);
-                out.write_all(part).map_err(|source| ReadError::Write {
-                    path: root.join(e.path()),
-                    source,
-                })?;
-                *written += part.len() as u64;
-                if *written < size {
+                sink.write(part)?;
+                *done += part.len() as u64;
+                if *done < size {
                     break; // continues in the next chunk
                 }
-                let (out, h, _, e) = open.take().expect("a file is open");
-                finish(out, h, e)?;
+                let (e, h, _) = open.take().expect("a file is open");
+                self.check_entry(e, h)?;
+                sink.finish(e)?;
             }
             progress.advance(chunk.len() as u64);
             pos = end;
         }
-        if let Some((_, _, _, e)) = open {
-            return Err(ReadError::Manifest {
+        // The stream ended inside an entry or before it.
+        match open.map(|(e, _, _)| e).or_else(|| files.next()) {
+            Some(e) => Err(bad_range(e)),
+            None => Ok(()),
+        }
+    }
+
+    /// The entry's bytes, all hashed into `h`, against its signed digest.
+    fn check_entry(&self, e: &Entry, h: Hasher) -> Result<(), ReadError> {
+        let Entry::File { path, size, sha256, .. } = e else {
+            unreachable!("only files are in the stream")
+        };
+        let actual = h.finish();
+        if actual != *sha256 {
+            return Err(ReadError::EntryDigest {
                 path: self.bundle.path.clone(),
-                source: ManifestError::BadStreamRange(e.path().to_string()),
+                entry: path.clone(),
+                offset: stream_offset(e),
+                size: *size,
+                expected: *sha256,
+                actual,
             });
         }
         Ok(())
+    }
+}
+
+/// Where [`Verified::walk_stream`] puts the bytes of each file entry of the stream.
+trait EntrySink {
+    fn start(&mut self, entry: &Entry) -> Result<(), ReadError>;
+    fn write(&mut self, part: &[u8]) -> Result<(), ReadError>;
+    /// Called once the entry's size and digest matched.
+    fn finish(&mut self, entry: &Entry) -> Result<(), ReadError>;
+}
+
+/// Verify: the bytes are checked and dropped.
+struct Discard;
+
+impl EntrySink for Discard {
+    fn start(&mut self, _: &Entry) -> Result<(), ReadError> {
+        Ok(())
+    }
+    fn write(&mut self, _: &[u8]) -> Result<(), ReadError> {
+        Ok(())
+    }
+    fn finish(&mut self, _: &Entry) -> Result<(), ReadError> {
+        Ok(())
+    }
+}
+
+/// Extract: each entry becomes a file under `root`, which gets its mode once its digest matched.
+struct ExtractFiles<'a> {
+    root: &'a Path,
+    open: Option<(File, PathBuf)>,
+}
+
+impl<'a> ExtractFiles<'a> {
+    fn new(root: &'a Path) -> Self {
+        ExtractFiles { root, open: None }
+    }
+}
+
+impl EntrySink for ExtractFiles<'_> {
+    fn start(&mut self, entry: &Entry) -> Result<(), ReadError> {
+        let p = self.root.join(entry.path());
+        let f = create_file(&p).map_err(|source| ReadError::Write {
+            path: p.clone(),
+            source,
+        })?;
+        self.open = Some((f, p));
+        Ok(())
+    }
+    fn write(&mut self, part: &[u8]) -> Result<(), ReadError> {
+        let (f, p) = self.open.as_mut().expect("started before written");
+        f.write_all(part).map_err(|source| ReadError::Write {
+            path: p.clone(),
+            source,
+        })
+    }
+    fn finish(&mut self, entry: &Entry) -> Result<(), ReadError> {
+        let Entry::File { mode, .. } = entry else {
+            unreachable!("only files are in the stream")
+        };
+        let (f, p) = self.open.take().expect("started before finished");
+        f.set_permissions(fs::Permissions::from_mode(*mode & MODE_MASK))
+            .map_err(|source| ReadError::Write { path: p, source })
     }
 }
 
@@ -805,5 +937,232 @@ impl Trust {
             return Ok(Trust::Fingerprint(f));
         }
         Ok(Trust::EmbeddedKeyOnly)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::SigningKey;
+    use crate::manifest::BundleInfo;
+    use crate::write::{resign, write_bundle, Contents, InputEntry, Options};
+    use crate::Quiet;
+
+    /// The smallest stub the writer accepts: an ELF64 header and nothing else.
+    fn stub() -> Vec<u8> {
+        let mut s = vec![0u8; 64];
+        s[..4].copy_from_slice(b"\x7fELF");
+        s[4] = 2; // 64-bit
+        s[5] = 1; // little-endian
+        s
+    }
+
+    struct Fixture {
+        dir: tempfile::TempDir,
+        key: SigningKey,
+        good: Vec<u8>,
+        manifest: Manifest,
+    }
+
+    /// A bundle whose stream is cut into 1 KiB frames, so `d/a.txt` spans three of them, with an
+    /// empty file and a stored blob besides.
+    fn fixture() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = dir.path().join("ctx");
+        fs::create_dir(&ctx).unwrap();
+        let a: String = (0..300).map(|i| format!("line {i:04}\n")).collect();
+        let files: [(&str, &[u8], bool); 4] = [
+            ("d/a.txt", a.as_bytes(), false),
+            ("d/b.txt", b"bee bytes\n", false),
+            ("d/empty", b"", false),
+            ("d/stored.bin", b"stored as it is", true),
+        ];
+        let mut entries = vec![InputEntry::Dir {
+            path: "d".into(),
+            mode: 0o755,
+        }];
+        for (i, (path, bytes, stored)) in files.into_iter().enumerate() {
+            let source = ctx.join(i.to_string());
+            fs::write(&source, bytes).unwrap();
+            entries.push(InputEntry::File {
+                path: path.into(),
+                mode: 0o644,
+                source,
+                size: bytes.len() as u64,
+                stored,
+            });
+        }
+        let key = SigningKey::from_seed([7; 32], "vendor");
+        let contents = Contents {
+            info: &BundleInfo::default(),
+            entries: &entries,
+            blobs: &[],
+            images: &[],
+        };
+        let opts = Options {
+            frame_size: 1024,
+            ..Options::default()
+        };
+        let path = dir.path().join("good.run");
+        let out = File::create_new(&path).unwrap();
+        write_bundle(&out, &stub(), &contents, &key, &opts, &Quiet).unwrap();
+        let good = fs::read(&path).unwrap();
+        let manifest = Bundle::open(&path)
+            .unwrap()
+            .verify_signature(&Trust::Key(key.public()))
+            .unwrap()
+            .manifest()
+            .clone();
+        assert!(manifest.frames.len() >= 4, "{} frames", manifest.frames.len());
+        Fixture {
+            dir,
+            key,
+            good,
+            manifest,
+        }
+    }
+
+    impl Fixture {
+        /// The good bundle with `edit` applied to its manifest and signed by the trusted key
+        /// again, opened and its signature checked.
+        fn resigned(&self, name: &str, edit: impl FnOnce(&mut Manifest)) -> Result<Verified, ReadError> {
+            let mut m = self.manifest.clone();
+            edit(&mut m);
+            let path = self.dir.path().join(name);
+            fs::write(&path, resign(&self.good, &m, &self.key)).unwrap();
+            Bundle::open(&path)?.verify_signature(&Trust::Key(self.key.public()))
+        }
+
+        /// `verify_contents` and `extract` both refuse the bundle, with the same error, and
+        /// extract leaves nothing behind.
+        fn refused_by_verify_and_extract(&self, v: &Verified) -> ReadError {
+            let verify = v.verify_contents(2, &Quiet).expect_err("verify accepted the bundle");
+            let out = self.dir.path().join("out");
+            let extract = v.extract(&out, false, &Quiet).expect_err("extract accepted the bundle");
+            assert!(!out.exists(), "extract left {}", out.display());
+            assert_eq!(verify.to_string(), extract.to_string());
+            verify
+        }
+    }
+
+    fn file<'a>(m: &'a mut Manifest, name: &str) -> (&'a mut u64, &'a mut u64, &'a mut Digest) {
+        m.entries
+            .iter_mut()
+            .find_map(|e| match e {
+                Entry::File {
+                    path,
+                    size,
+                    sha256,
+                    data: Data::Stream(offset),
+                    ..
+                } if path == name => Some((offset, size, sha256)),
+                _ => None,
+            })
+            .unwrap()
+    }
+
+    fn offset_of(m: &Manifest, name: &str) -> u64 {
+        let e = m.entries.iter().find(|e| e.path() == name).unwrap();
+        stream_offset(e)
+    }
+
+    /// The error names the entry and the offset its bytes were read at.
+    fn assert_entry_error(e: &ReadError, name: &str, at: u64, len: u64) {
+        match e {
+            ReadError::EntryDigest {
+                entry, offset, size, ..
+            } => assert_eq!((entry.as_str(), *offset, *size), (name, at, len), "{e}"),
+            other => panic!("expected an entry digest error for {name}, got {other}"),
+        }
+        let text = e.to_string();
+        assert!(
+            text.contains(&format!("`{name}`")) && text.contains(&format!("offset {at} ")),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn good_bundle_resigned_unchanged_verifies_and_extracts() {
+        let f = fixture();
+        let v = f.resigned("same.run", |_| {}).unwrap();
+        v.verify_contents(2, &Quiet).unwrap();
+        let out = f.dir.path().join("out");
+        let summary = v.extract(&out, false, &Quiet).unwrap();
+        assert_eq!(summary.files, 4);
+        assert_eq!(fs::read(out.join("d/b.txt")).unwrap(), b"bee bytes\n");
+        assert_eq!(fs::read(out.join("d/empty")).unwrap(), b"");
+    }
+
+    #[test]
+    fn signed_manifest_with_wrong_entry_digest_fails_verify() {
+        let f = fixture();
+        // d/a.txt spans frames: its digest is carried from one frame to the next.
+        let v = f
+            .resigned("digest.run", |m| *file(m, "d/a.txt").2 = Digest::of(b"other content"))
+            .unwrap();
+        let e = f.refused_by_verify_and_extract(&v);
+        assert_entry_error(&e, "d/a.txt", offset_of(&f.manifest, "d/a.txt"), 3000);
+    }
+
+    #[test]
+    fn signed_manifest_with_wrong_empty_file_digest_fails_verify() {
+        let f = fixture();
+        let v = f
+            .resigned("empty.run", |m| *file(m, "d/empty").2 = Digest::of(b"not empty"))
+            .unwrap();
+        let e = f.refused_by_verify_and_extract(&v);
+        assert_entry_error(&e, "d/empty", offset_of(&f.manifest, "d/empty"), 0);
+    }
+
+    #[test]
+    fn signed_manifest_with_wrong_entry_size_fails_verify() {
+        let f = fixture();
+        let v = f.resigned("size.run", |m| *file(m, "d/b.txt").1 += 1).unwrap();
+        let e = f.refused_by_verify_and_extract(&v);
+        assert_entry_error(&e, "d/b.txt", offset_of(&f.manifest, "d/b.txt"), 11);
+    }
+
+    #[test]
+    fn signed_manifest_with_wrong_entry_offset_fails_verify() {
+        let f = fixture();
+        let at = offset_of(&f.manifest, "d/b.txt") + 1;
+        let v = f.resigned("offset.run", |m| *file(m, "d/b.txt").0 = at).unwrap();
+        let e = f.refused_by_verify_and_extract(&v);
+        assert_entry_error(&e, "d/b.txt", at, 10);
+    }
+
+    #[test]
+    fn signed_manifest_with_wrong_frame_raw_size_fails_verify() {
+        let f = fixture();
+        for (name, delta) in [("raw-larger.run", 1i64), ("raw-smaller.run", -1)] {
+            let v = f
+                .resigned(name, |m| {
+                    m.frames[1].raw_size = m.frames[1].raw_size.checked_add_signed(delta).unwrap()
+                })
+                .unwrap();
+            let at = v.trailer().stream_offset + f.manifest.frames[0].size;
+            match f.refused_by_verify_and_extract(&v) {
+                ReadError::Decompress { index, offset, .. } => assert_eq!((index, offset), (1, at), "{name}"),
+                other => panic!("{name}: expected a decompression error, got {other}"),
+            }
+        }
+    }
+
+    #[test]
+    fn signed_manifest_with_overlapping_entries_fails_verify() {
+        let f = fixture();
+        let at = offset_of(&f.manifest, "d/a.txt") + 100;
+        let e = f
+            .resigned("overlap.run", |m| *file(m, "d/b.txt").0 = at)
+            .err()
+            .expect("overlapping entries passed the manifest check");
+        match &e {
+            ReadError::Manifest {
+                source: ManifestError::BadStreamRange { path, offset, size },
+                ..
+            } => assert_eq!((path.as_str(), *offset, *size), ("d/b.txt", at, 10)),
+            other => panic!("expected a stream range error, got {other}"),
+        }
+        assert!(e.to_string().contains(&format!("offset {at} ")), "{e}");
     }
 }

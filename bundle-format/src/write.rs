@@ -393,6 +393,33 @@ pub fn write_bundle(
     })
 }
 
+/// `bundle` (a whole bundle's bytes) with its manifest replaced by `manifest`, signed again
+/// with `key`: what a compromised build machine or a buggy generator could produce. For tests
+/// of hostile manifests that pass every signature check.
+#[cfg(any(test, feature = "test-support"))]
+pub fn resign(bundle: &[u8], manifest: &Manifest, key: &SigningKey) -> Vec<u8> {
+    let at = bundle.len() - TRAILER_LEN as usize;
+    let t = Trailer::decode(bundle[at..].try_into().expect("64 bytes"), at as u64).expect("a good trailer");
+    let json = manifest.to_json();
+    let signature_offset = t.manifest_offset + json.len() as u64;
+    let total_len = signature_offset + SIGNATURE_BLOCK_LEN + TRAILER_LEN;
+    let trailer = Trailer {
+        signature_offset,
+        total_len,
+        ..t
+    }
+    .encode();
+    let header = Header { total_len }.encode();
+    let mut out = bundle[..t.manifest_offset as usize].to_vec();
+    out[t.stub_len as usize..(t.stub_len + HEADER_LEN) as usize].copy_from_slice(&header);
+    let signature = key.sign(&signed_message(&header, &trailer, &json));
+    out.extend_from_slice(&json);
+    out.extend_from_slice(&key.public().to_bytes());
+    out.extend_from_slice(&signature);
+    out.extend_from_slice(&trailer);
+    out
+}
+
 fn stopped() -> io::Error {
     io::Error::other("a worker thread stopped early")
 }

@@ -36,7 +36,8 @@ pub enum Command {
     /// Check the signature and every byte of this bundle.
     ///
     /// Hashes the stub, every compressed frame and every stored blob against the signed manifest,
-    /// on all cores. Example: ./delivery.run verify --key vendor.pub
+    /// on all cores, and decompresses the frames to check every file as extract would.
+    /// Example: ./delivery.run verify --key vendor.pub
     Verify(VerifyArgs),
     /// Show what this bundle is: name, version, labels, created, sizes, signer.
     ///

@@ -6,34 +6,11 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 
-use bundle_format::layout::{Header, Trailer};
 use bundle_format::manifest::{Data, Entry, Manifest, ManifestError};
-use bundle_format::{signed_message, Bundle, ReadError, SigningKey, Trust};
+use bundle_format::write::resign;
+use bundle_format::{Bundle, Digest, ReadError, SigningKey, Trust};
 
 use crate::support::*;
-
-/// Replace the manifest of a good bundle and sign the result with `key`.
-fn resign(good: &[u8], manifest: &Manifest, key: &SigningKey) -> Vec<u8> {
-    let t = Trailer::decode(good[good.len() - 64..].try_into().unwrap(), 0).unwrap();
-    let json = serde_json::to_vec(manifest).unwrap();
-    let signature_offset = t.manifest_offset + json.len() as u64;
-    let total_len = signature_offset + 96 + 64;
-    let trailer = Trailer {
-        signature_offset,
-        total_len,
-        ..t
-    }
-    .encode();
-    let header = Header { total_len }.encode();
-    let mut out = good[..t.manifest_offset as usize].to_vec();
-    out[t.stub_len as usize..t.stub_len as usize + 64].copy_from_slice(&header);
-    let signature = key.sign(&signed_message(&header, &trailer, &json));
-    out.extend_from_slice(&json);
-    out.extend_from_slice(&key.public().to_bytes());
-    out.extend_from_slice(&signature);
-    out.extend_from_slice(&trailer);
-    out
-}
 
 struct Case {
     name: &'static str,
@@ -64,20 +41,45 @@ fn set_path(e: &mut Entry, new: &str) {
     }
 }
 
-#[test]
-fn hostile_manifests_signed_by_the_trusted_key_are_refused() {
-    let t = tempfile::tempdir().unwrap();
-    let keys = keygen(t.path(), "vendor");
+/// The demo bundle, signed by a new vendor key: its bytes and its manifest, to edit and re-sign.
+struct Demo {
+    dir: tempfile::TempDir,
+    keys: Keys,
+    key: SigningKey,
+    good: Vec<u8>,
+    manifest: Manifest,
+}
+
+fn demo() -> Demo {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = keygen(dir.path(), "vendor");
     let key = SigningKey::from_openssh(&fs::read_to_string(&keys.private).unwrap()).unwrap();
-    let good = t.path().join("good.run");
-    build_demo(&keys.private, &good);
-    let good_bytes = fs::read(&good).unwrap();
-    let manifest = Bundle::open(&good)
+    let path = dir.path().join("good.run");
+    build_demo(&keys.private, &path);
+    let manifest = Bundle::open(&path)
         .unwrap()
         .verify_signature(&Trust::EmbeddedKeyOnly)
         .unwrap()
         .manifest()
         .clone();
+    Demo {
+        good: fs::read(&path).unwrap(),
+        dir,
+        keys,
+        key,
+        manifest,
+    }
+}
+
+#[test]
+fn hostile_manifests_signed_by_the_trusted_key_are_refused() {
+    let Demo {
+        dir: t,
+        keys,
+        key,
+        good: good_bytes,
+        manifest,
+    } = demo();
 
     // The re-signing itself is sound: a harmless edit still verifies and extracts.
     let mut renamed = manifest.clone();
@@ -204,20 +206,59 @@ fn hostile_manifests_signed_by_the_trusted_key_are_refused() {
     }
 }
 
+/// Issue 12: `verify` said OK on a bundle whose signed manifest disagrees with its stream,
+/// which `extract` then refused. Every verifier must now refuse it, naming the entry and its
+/// offset in the uncompressed stream.
+#[test]
+fn signed_manifest_with_wrong_entry_digest_fails_every_verifier() {
+    let d = demo();
+    let mut m = d.manifest.clone();
+    let (path, offset) = match first_file(&mut m) {
+        Entry::File {
+            path,
+            sha256,
+            data: Data::Stream(offset),
+            ..
+        } => {
+            *sha256 = Digest::of(b"not this file");
+            (path.clone(), *offset)
+        }
+        _ => unreachable!("first_file finds a stream file"),
+    };
+    let file = d.dir.path().join("wrong-entry-digest.run");
+    write(&file, &resign(&d.good, &m, &d.key), 0o755);
+    let names_the_entry = |what: &str, o: &std::process::Output| {
+        assert_eq!(code(o), 3, "{what}: {}", stderr(o));
+        let err = stderr(o);
+        assert!(
+            err.contains(&format!("`{path}`")) && err.contains(&format!("offset {offset} ")),
+            "{what} does not name `{path}` at offset {offset}: {err}"
+        );
+    };
+    let o = run(Command::new(delivery())
+        .arg("verify")
+        .arg(&file)
+        .arg("--key")
+        .arg(&d.keys.public));
+    names_the_entry("delivery verify", &o);
+    let o = run(Command::new(&file).arg("verify").arg("--key").arg(&d.keys.public));
+    names_the_entry("./FILE verify", &o);
+    let out = d.dir.path().join("out");
+    let o = run(Command::new(&file)
+        .arg("extract")
+        .arg("--to")
+        .arg(&out)
+        .arg("--key")
+        .arg(&d.keys.public));
+    names_the_entry("./FILE extract", &o);
+    assert!(!out.exists(), "extract wrote its target");
+}
+
 #[test]
 fn setuid_and_setgid_bits_are_never_extracted() {
     use std::os::unix::fs::PermissionsExt;
-    let t = tempfile::tempdir().unwrap();
-    let keys = keygen(t.path(), "vendor");
-    let key = SigningKey::from_openssh(&fs::read_to_string(&keys.private).unwrap()).unwrap();
-    let good = t.path().join("good.run");
-    build_demo(&keys.private, &good);
-    let mut m = Bundle::open(&good)
-        .unwrap()
-        .verify_signature(&Trust::EmbeddedKeyOnly)
-        .unwrap()
-        .manifest()
-        .clone();
+    let d = demo();
+    let mut m = d.manifest.clone();
     let target = m
         .entries
         .iter_mut()
@@ -229,15 +270,15 @@ fn setuid_and_setgid_bits_are_never_extracted() {
             _ => None,
         })
         .expect("the demo has scripts/install.sh");
-    let file = t.path().join("setuid.run");
-    write(&file, &resign(&fs::read(&good).unwrap(), &m, &key), 0o755);
-    let out = t.path().join("out");
+    let file = d.dir.path().join("setuid.run");
+    write(&file, &resign(&d.good, &m, &d.key), 0o755);
+    let out = d.dir.path().join("out");
     ok(Command::new(&file)
         .arg("extract")
         .arg("--to")
         .arg(&out)
         .arg("--key")
-        .arg(&keys.public));
+        .arg(&d.keys.public));
     let mode = fs::metadata(out.join(target)).unwrap().permissions().mode() & 0o7777;
     assert_eq!(mode, 0o755, "setuid/setgid bits must be dropped");
 }
