@@ -46,6 +46,8 @@ pub mod entry_path;
 pub mod keys;
 pub mod layout;
 pub mod manifest;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod properties;
 pub mod read;
 pub mod reference;
 pub mod sshsig;

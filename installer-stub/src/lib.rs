@@ -1,5 +1,6 @@
 //! The stub's library: everything `delivery.run` does, so that the binary only dispatches and
-//! the crate's parts can be driven and tested without it.
+//! the crate's parts can be driven and tested without it: the parsers by the fuzz targets and
+//! property tests ([`properties`], with the `fuzzing` feature or in tests).
 //!
 //! Public: the clap types, one module per subcommand with its entry points.
 //! Everything else is crate-private.
@@ -15,6 +16,9 @@ pub mod node_config;
 pub mod pki;
 pub mod registry;
 pub mod verify;
+
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod properties;
 
 mod clusterfile;
 mod remote;
