@@ -47,6 +47,8 @@ pub mod keys;
 pub mod layout;
 pub mod lock;
 pub mod manifest;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod properties;
 pub mod read;
 pub mod reference;
 pub mod sshsig;

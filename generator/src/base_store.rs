@@ -24,7 +24,7 @@ const INDEX: &str = "index.json";
 
 /// One bundle in the store.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Stored {
+pub(crate) struct Stored {
     /// The names `FROM` may use for it.
     pub names: Vec<String>,
     /// `<sha256>.run` in the store.
@@ -43,7 +43,7 @@ struct Index {
 
 /// Where a `FROM` base comes from, and the key to verify it with.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Resolved {
+pub(crate) struct Resolved {
     pub path: PathBuf,
     /// A key the store recorded; `--base-key` wins over it.
     pub key: Option<PathBuf>,
@@ -51,7 +51,7 @@ pub struct Resolved {
 
 /// The store directory: `dir`, else `$XDG_DATA_HOME/delivery/bases`, else
 /// `~/.local/share/delivery/bases`.
-pub fn store_dir(dir: Option<&Path>) -> Result<PathBuf> {
+pub(crate) fn store_dir(dir: Option<&Path>) -> Result<PathBuf> {
     if let Some(d) = dir {
         return Ok(d.to_path_buf());
     }
@@ -80,7 +80,7 @@ fn read_index(store: &Path) -> Result<Index> {
 
 /// The stored bundle named `name`, if any. Names match as written, or as the same image
 /// reference once normalised (`kubernetes:v1.35.1` is `docker.io/library/kubernetes:v1.35.1`).
-pub fn find(store: &Path, name: &str) -> Result<Option<Resolved>> {
+pub(crate) fn find(store: &Path, name: &str) -> Result<Option<Resolved>> {
     let index = read_index(store)?;
     let wanted = normalise(name);
     let hit = index
@@ -103,7 +103,7 @@ fn normalise(name: &str) -> String {
 }
 
 /// `--base NAME=FILE` values, checked.
-pub fn parse_mappings(values: &[String]) -> Result<Vec<(String, PathBuf)>> {
+pub(crate) fn parse_mappings(values: &[String]) -> Result<Vec<(String, PathBuf)>> {
     values
         .iter()
         .map(|v| {
@@ -251,7 +251,7 @@ fn list(args: &BaseListArgs) -> Result<()> {
 }
 
 /// The error for a `FROM` that names no known base, with both ways out.
-pub fn unresolved(kubefile: &Path, at: crate::kubefile::Pos, name: &str, store: &Path) -> anyhow::Error {
+pub(crate) fn unresolved(kubefile: &Path, at: crate::kubefile::Pos, name: &str, store: &Path) -> anyhow::Error {
     anyhow!(
         "{}:{at}: FROM `{name}` names no base bundle on this machine\n  hint: map it to a delivery.run for this build with `--base {name}=FILE --base-key KEY`, or add one to the base store ({}) with `delivery base add FILE --key KEY --name {name}`; `delivery base list` shows what the store has",
         kubefile.display(),
@@ -260,7 +260,7 @@ pub fn unresolved(kubefile: &Path, at: crate::kubefile::Pos, name: &str, store: 
 }
 
 /// Whether `text` is written as a path rather than a name.
-pub fn looks_like_path(text: &str) -> bool {
+pub(crate) fn looks_like_path(text: &str) -> bool {
     text.starts_with('/') || text.starts_with("./") || text.starts_with("../") || text.ends_with(".run")
 }
 

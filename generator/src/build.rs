@@ -21,7 +21,7 @@ use crate::kubefile::{self, Base, Kubefile};
 use crate::{atomic, base, base_store, download, fetch, layers, signing_key};
 
 /// Everything a build will write, decided before any byte of the bundle is.
-pub struct Plan {
+pub(crate) struct Plan {
     pub info: BundleInfo,
     pub entries: BTreeMap<String, InputEntry>,
     /// SOURCE_DATE_EPOCH, or the newest input's mtime.
@@ -102,7 +102,7 @@ pub fn run(args: &BuildArgs) -> Result<()> {
 }
 
 /// The directory of `out` (where temporary files go, on the same file system).
-pub fn output_dir(out: &Path) -> &Path {
+pub(crate) fn output_dir(out: &Path) -> &Path {
     match out.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
@@ -125,7 +125,7 @@ fn dirs(args: &KubefileArgs) -> (PathBuf, PathBuf) {
     (kubefile_dir, context_dir)
 }
 
-pub fn load_kubefile(args: &KubefileArgs) -> Result<Kubefile> {
+pub(crate) fn load_kubefile(args: &KubefileArgs) -> Result<Kubefile> {
     let path = &args.kubefile;
     // Read at most one byte past the limit: a huge file is refused by the parser, not slurped.
     let mut bytes = Vec::new();
@@ -189,7 +189,7 @@ pub fn load_kubefile(args: &KubefileArgs) -> Result<Kubefile> {
 /// image it must carry. `scratch` holds an unpacked base while the bundle is written.
 /// With `allow_unresolved_base` (`delivery images`), a `FROM` name that resolves to nothing is a
 /// warning and the plan holds only the Kubefile's own files and images.
-pub fn plan(
+pub(crate) fn plan(
     args: &KubefileArgs,
     kubefile: &Kubefile,
     scratch: &Path,
@@ -615,7 +615,7 @@ fn print_plan(plan: &Plan, json: bool) {
 }
 
 /// The images of a plan: carried from the base, then found in the bundle's files.
-pub fn print_images(out: &mut impl Write, plan: &Plan, json: bool) {
+pub(crate) fn print_images(out: &mut impl Write, plan: &Plan, json: bool) {
     for image in &plan.base_images {
         print_image(out, json, &image.name, &format!("base bundle ({})", image.source), true);
     }
@@ -631,7 +631,7 @@ pub fn print_images(out: &mut impl Write, plan: &Plan, json: bool) {
 }
 
 /// One image line of a plan or of `delivery images`.
-pub fn print_image(out: &mut impl Write, json: bool, reference: &str, source: &str, from_base: bool) {
+pub(crate) fn print_image(out: &mut impl Write, json: bool, reference: &str, source: &str, from_base: bool) {
     if json {
         let data = serde_json::json!({"reference": reference, "source": source, "from_base": from_base});
         let _ = writeln!(out, "{}", serde_json::json!({"type": "image", "data": data}));

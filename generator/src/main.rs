@@ -1,25 +1,9 @@
 //! `delivery`: the vendor-side tool. `main` only dispatches and maps errors to exit codes.
 
-mod atomic;
-mod base;
-mod base_store;
-mod build;
-mod cli;
-mod context;
-mod discover;
-mod download;
-mod fetch;
-mod images;
-mod keygen;
-mod kube_version;
-mod kubefile;
-mod layers;
-mod signing_key;
-mod verify;
-
 use std::process::ExitCode;
 
 use clap::Parser;
+use generator::{base_store, build, cli, images, keygen, verify};
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();

@@ -468,7 +468,11 @@ pub fn parse(path: &Path, text: &str) -> Result<Clusterfile, ClusterfileErrors> 
     parse_with_home(path, text, std::env::var_os("HOME"))
 }
 
-fn parse_with_home(path: &Path, text: &str, home: Option<OsString>) -> Result<Clusterfile, ClusterfileErrors> {
+pub(crate) fn parse_with_home(
+    path: &Path,
+    text: &str,
+    home: Option<OsString>,
+) -> Result<Clusterfile, ClusterfileErrors> {
     let line_starts = std::iter::once(0)
         .chain(text.match_indices('\n').map(|(i, _)| i + 1))
         .collect();

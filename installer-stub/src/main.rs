@@ -1,23 +1,10 @@
 //! `delivery.run`: the installer stub at the front of every bundle. `main` only dispatches and
 //! maps errors to the documented exit codes.
 
-mod cli;
-mod clusterfile;
-mod config_cmd;
-mod extract;
-mod images;
-mod inspect;
-mod install;
-mod lb;
-mod node_config;
-mod pki;
-mod registry;
-mod remote;
-mod verify;
-
 use std::process::ExitCode;
 
 use clap::Parser;
+use installer_stub::{cli, config_cmd, extract, images, inspect, install, lb, node_config, pki, registry, verify};
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();

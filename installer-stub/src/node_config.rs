@@ -19,7 +19,7 @@ const DAEMON_JSON: &str = include_str!("../../templates/docker/daemon.json.j2");
 
 /// Where nodes reach the mirror, and how to trust it.
 #[derive(Debug, Clone)]
-pub struct Mirror {
+pub(crate) struct Mirror {
     /// `http://10.0.0.1:5000` or `https://registry.local:5000`.
     pub url: String,
     /// Accept any TLS certificate from the mirror (a self-signed one without `ca`).
@@ -72,7 +72,7 @@ fn environment() -> Environment<'static> {
 
 /// One `(relative path, content)` per registry: `<registry>/hosts.toml` under containerd's
 /// `certs.d` directory.
-pub fn containerd_hosts(registries: &BTreeSet<String>, mirror: &Mirror) -> Result<Vec<(String, String)>> {
+pub(crate) fn containerd_hosts(registries: &BTreeSet<String>, mirror: &Mirror) -> Result<Vec<(String, String)>> {
     let env = environment();
     let template = env
         .template_from_str(HOSTS_TOML)
@@ -95,7 +95,7 @@ pub fn containerd_hosts(registries: &BTreeSet<String>, mirror: &Mirror) -> Resul
 }
 
 /// docker's `daemon.json` (Docker Hub images only: see the template).
-pub fn docker_daemon_json(mirror: &Mirror) -> Result<String> {
+pub(crate) fn docker_daemon_json(mirror: &Mirror) -> Result<String> {
     let env = environment();
     let template = env
         .template_from_str(DAEMON_JSON)

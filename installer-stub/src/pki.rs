@@ -38,7 +38,7 @@ use openssl::x509::{X509NameBuilder, X509NameRef, X509};
 use serde::Serialize;
 
 /// 100 years, in days (leap days included).
-pub const VALIDITY_DAYS: i64 = 36_525;
+pub(crate) const VALIDITY_DAYS: i64 = 36_525;
 /// Certificates start 5 minutes in the past, so a host whose clock is a little behind accepts them.
 const BACKDATE_SECS: i64 = 300;
 const RSA_BITS: u32 = 2048;
@@ -91,7 +91,7 @@ pub fn run(args: &crate::cli::CertArgs) -> Result<()> {
 
 /// The names the certificates must carry for one cluster.
 #[derive(Debug, Clone)]
-pub struct Spec {
+pub(crate) struct Spec {
     /// Every master: its hostname and the address the Clusterfile gives for it.
     pub masters: Vec<(String, String)>,
     /// The first address of the service CIDR (the `kubernetes` service).
@@ -211,7 +211,7 @@ const LEAVES: [Leaf; 7] = [
 
 /// What [`ensure`] or [`renew`] did.
 #[derive(Debug, Default, Clone, Serialize)]
-pub struct Report {
+pub(crate) struct Report {
     pub created: Vec<String>,
     pub reissued: Vec<String>,
     pub kept: Vec<String>,
@@ -230,7 +230,7 @@ impl Report {
 
 /// One certificate as `cert --list` shows it.
 #[derive(Debug, Clone, Serialize)]
-pub struct CertInfo {
+pub(crate) struct CertInfo {
     /// Path under the PKI directory, without `.crt`.
     pub name: String,
     pub subject: String,
@@ -297,7 +297,7 @@ impl Spec {
 
 /// Makes `dir` hold a complete PKI for `spec`: missing files are made, leaves that lack a
 /// needed name or do not chain to their CA are issued again, the rest is kept.
-pub fn ensure(dir: &Path, spec: &Spec) -> Result<Report> {
+pub(crate) fn ensure(dir: &Path, spec: &Spec) -> Result<Report> {
     let mut report = Report::default();
     for ca in &CAS {
         let crt = dir.join(format!("{}.crt", ca.stem));
@@ -364,7 +364,7 @@ pub fn ensure(dir: &Path, spec: &Spec) -> Result<Report> {
 /// Issues every leaf in `dir` again, valid 100 years from now, with its key, subject and
 /// names; CAs and service account keys stay as they are. Leaves that do not chain to their CA
 /// are refused (they are not this PKI's).
-pub fn renew(dir: &Path) -> Result<Report> {
+pub(crate) fn renew(dir: &Path) -> Result<Report> {
     require_dir(dir)?;
     let mut report = Report::default();
     for ca in &CAS {
@@ -419,7 +419,7 @@ pub fn renew(dir: &Path) -> Result<Report> {
 /// another cluster's PKI and an error. A leaf the master has is kept when it chains to our CA,
 /// names everything `spec` needs and expires no sooner than ours (`cert --renew` ran there);
 /// otherwise ours replaces it (certificate and key together).
-pub fn to_push(
+pub(crate) fn to_push(
     dir: &Path,
     spec: &Spec,
     remote: &std::collections::BTreeMap<String, String>,
@@ -545,7 +545,7 @@ fn renew_kubeconfig(path: &Path, ca_cert: &X509, ca_key: &PKey<Private>) -> Resu
 }
 
 /// Every certificate in `dir` (and `dir/etcd`), CAs first.
-pub fn list(dir: &Path) -> Result<Vec<CertInfo>> {
+pub(crate) fn list(dir: &Path) -> Result<Vec<CertInfo>> {
     require_dir(dir)?;
     let mut files = Vec::new();
     for sub in [dir.to_path_buf(), dir.join("etcd")] {
@@ -600,14 +600,14 @@ pub fn list(dir: &Path) -> Result<Vec<CertInfo>> {
 
 /// kubeadm's `--discovery-token-ca-cert-hash`: `sha256:` and the hex SHA-256 of the cluster
 /// CA's public key (SubjectPublicKeyInfo, DER).
-pub fn ca_cert_hash(dir: &Path) -> Result<String> {
+pub(crate) fn ca_cert_hash(dir: &Path) -> Result<String> {
     let ca = read_cert(&dir.join("ca.crt"))?;
     let spki = ca.public_key()?.public_key_to_der()?;
     Ok(format!("sha256:{}", bundle_format::digest::Digest::of(&spki).hex()))
 }
 
 /// The files of a PKI directory that go to every master, relative to the directory.
-pub fn files(dir: &Path) -> Result<Vec<PathBuf>> {
+pub(crate) fn files(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     for stem in CAS.iter().map(|c| c.stem).chain(LEAVES.iter().map(|l| l.stem)) {
         out.push(PathBuf::from(format!("{stem}.crt")));

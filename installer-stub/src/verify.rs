@@ -6,12 +6,12 @@ use bundle_format::{Bundle, Trust, Verified};
 use crate::cli::{TrustArgs, VerifyArgs};
 
 /// The file this process was started from: the bundle itself.
-pub fn own_path() -> Result<std::path::PathBuf> {
+pub(crate) fn own_path() -> Result<std::path::PathBuf> {
     std::env::current_exe().context("failed to locate this bundle's own file (/proc/self/exe)")
 }
 
 /// Open the running bundle and check its signature against the caller's trust root.
-pub fn open_verified(trust: &TrustArgs, quiet: bool) -> Result<Verified> {
+pub(crate) fn open_verified(trust: &TrustArgs, quiet: bool) -> Result<Verified> {
     let path = own_path()?;
     let trust = Trust::from_args(trust.key.as_deref(), trust.fingerprint.as_deref())?;
     let verified = Bundle::open(&path)?.verify_signature(&trust)?;

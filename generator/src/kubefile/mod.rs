@@ -586,6 +586,8 @@ mod words;
 
 use instructions::Parser;
 use words::split_instructions;
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) use words::MAX_EXPANDED;
 
 #[cfg(test)]
 mod tests;

@@ -99,7 +99,7 @@ pub(super) struct Expander<'a> {
 }
 
 /// The longest value a variable expansion may produce.
-pub(super) const MAX_EXPANDED: usize = 1 << 20;
+pub(crate) const MAX_EXPANDED: usize = 1 << 20;
 
 pub(super) fn is_name_start(c: char) -> bool {
     c.is_ascii_alphabetic() || c == '_'

@@ -6,14 +6,14 @@
 //!
 //! What runs where lives in [`engine`]; hosts are reached through [`transport::Remote`].
 
-pub mod engine;
-pub mod hooks;
-pub mod journal;
-pub mod payload;
-pub mod plan;
-pub mod preflight;
-pub mod probe;
-pub mod transport;
+pub(crate) mod engine;
+pub(crate) mod hooks;
+pub(crate) mod journal;
+pub(crate) mod payload;
+pub(crate) mod plan;
+pub(crate) mod preflight;
+pub(crate) mod probe;
+pub(crate) mod transport;
 
 use std::fs::{self, OpenOptions};
 use std::io::{IsTerminal, Write};
@@ -41,12 +41,12 @@ pub struct HostsFailed {
 }
 
 /// Writes a small file atomically: temp name, fsync, rename.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     write_atomic_mode(path, bytes, 0o600)
 }
 
 /// [`write_atomic`] with the file mode `mode`.
-pub fn write_atomic_mode(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
+pub(crate) fn write_atomic_mode(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path
         .file_name()
@@ -66,7 +66,7 @@ pub fn write_atomic_mode(path: &Path, bytes: &[u8], mode: u32) -> std::io::Resul
 
 /// The install log on the master: every step, every hook output line (published values
 /// redacted), every error, with host and step. Appended, mode 0600.
-pub struct Log {
+pub(crate) struct Log {
     file: Mutex<fs::File>,
     pub path: PathBuf,
     pub bars: terminal::Bars,

@@ -53,13 +53,13 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 /// Stack size of every thread the balancer spawns (connection, pipe and probe threads).
-pub const THREAD_STACK: usize = 64 * 1024;
+pub(crate) const THREAD_STACK: usize = 64 * 1024;
 /// Size of the copy buffer used by each direction of a proxied connection.
-pub const COPY_BUF: usize = 16 * 1024;
+pub(crate) const COPY_BUF: usize = 16 * 1024;
 
 /// Balancer configuration. See [`Config::default`] for the defaults.
 #[derive(Debug, Clone)]
-pub struct Config {
+pub(crate) struct Config {
     /// Address to listen on (default `127.0.0.1:6443`).
     pub listen: SocketAddr,
     /// Backends as `host:port` (IPv6 literals as `[addr]:port`), resolved at each connect.
@@ -135,7 +135,7 @@ impl Default for Config {
 
 /// A snapshot of one backend's state, as returned by [`Balancer::status`].
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BackendStatus {
+pub(crate) struct BackendStatus {
     /// The backend as configured (`host:port`).
     pub backend: String,
     /// Whether the balancer currently considers the backend healthy.
@@ -264,7 +264,7 @@ impl Inner {
 
 /// Cloneable, `Send` handle to a running [`Balancer`]: stops it and reads its status.
 #[derive(Debug, Clone)]
-pub struct Handle {
+pub(crate) struct Handle {
     inner: Arc<Inner>,
 }
 
@@ -294,7 +294,7 @@ impl Handle {
 /// The load balancer: a bound listener plus shared backend state. Create it with
 /// [`Balancer::bind`], then call [`Balancer::run`] (usually on its own thread).
 #[derive(Debug)]
-pub struct Balancer {
+pub(crate) struct Balancer {
     listener: TcpListener,
     inner: Arc<Inner>,
 }

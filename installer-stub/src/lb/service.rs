@@ -95,7 +95,7 @@ fn serve_args(args: &LbArgs) -> Vec<String> {
     v
 }
 
-pub fn systemd_unit(program: &Path, args: &LbArgs) -> String {
+pub(crate) fn systemd_unit(program: &Path, args: &LbArgs) -> String {
     format!(
         "# Written by `delivery lb start`.\n[Unit]\nDescription=delivery node-local API server balancer\nAfter=network-online.target\nWants=network-online.target\nBefore=kubelet.service\n\n\
          [Service]\nExecStart={} {}\nRestart=always\nRestartSec=1\n\n[Install]\nWantedBy=multi-user.target\n",

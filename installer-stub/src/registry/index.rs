@@ -117,7 +117,8 @@ impl Index {
     }
 }
 
-#[cfg(test)]
+/// The sample index, for these tests, the API's and the request fuzz target's.
+#[cfg(any(test, feature = "fuzzing"))]
 pub mod tests {
     use bundle_format::manifest::{Blob, BundleInfo, Image, Region};
     use bundle_format::manifest::{Data, Entry};

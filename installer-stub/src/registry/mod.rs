@@ -5,9 +5,9 @@
 //! the file, through a fixed pool of buffers (sendfile(2) when the pool is in use). Nothing is
 //! extracted, and memory stays bounded (at most 16 MiB of buffers) whatever the blob sizes.
 
-mod api;
-mod http;
-mod index;
+pub(crate) mod api;
+pub(crate) mod http;
+pub(crate) mod index;
 pub mod service;
 
 use anyhow::{Context, Result};

@@ -34,7 +34,7 @@ fn running(state: &Path) -> Option<i32> {
 
 /// The pid written in `pid_file`, if that process is alive and its command line (arguments
 /// joined by spaces) is one `ours` recognises: a recycled pid belongs to someone else.
-pub fn live_pid(pid_file: &Path, ours: impl Fn(&str) -> bool) -> Option<i32> {
+pub(crate) fn live_pid(pid_file: &Path, ours: impl Fn(&str) -> bool) -> Option<i32> {
     let pid: i32 = fs::read_to_string(pid_file).ok()?.trim().parse().ok()?;
     let cmdline = fs::read(format!("/proc/{pid}/cmdline")).ok()?;
     ours(&String::from_utf8_lossy(&cmdline).replace('\0', " ")).then_some(pid)
@@ -69,7 +69,7 @@ fn answers(addr: SocketAddr) -> bool {
 }
 
 /// The systemd unit that serves this bundle.
-pub fn systemd_unit(bundle: &Path, args: &ServiceArgs) -> String {
+pub(crate) fn systemd_unit(bundle: &Path, args: &ServiceArgs) -> String {
     let mut exec = vec![
         bundle.display().to_string(),
         "registry".into(),
@@ -157,7 +157,7 @@ pub fn start(args: &ServiceArgs) -> Result<()> {
 
 /// Starts `cmd` in its own session (the end of the SSH session that started it does not end
 /// it), stdin from /dev/null, stdout and stderr to `log`. Returns its pid.
-pub fn spawn_detached(mut cmd: Command, log: fs::File) -> std::io::Result<u32> {
+pub(crate) fn spawn_detached(mut cmd: Command, log: fs::File) -> std::io::Result<u32> {
     cmd.stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
     // SAFETY: setsid is async-signal-safe.
     unsafe {
