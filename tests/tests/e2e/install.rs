@@ -548,8 +548,9 @@ fn hold_lock(bed: &Testbed, i: usize, lock: &str, record: Option<&str>, release:
             "mkdir -p {dir} && rm -f {lock}.held {release} && (setsid sh -c '{body}' </dev/null >/dev/null 2>&1 &)"
         ),
     );
-    let held = bed.upper(i).join(format!("{}.held", lock.trim_start_matches('/')));
-    wait_for("the test's lock holder", 30, || held.exists());
+    wait_for("the test's lock holder", 30, || {
+        bed.ssh(i, "root", &format!("test -e {lock}.held")).status.success()
+    });
 }
 
 /// No process on host `i` has `word` in its command line.
@@ -562,6 +563,8 @@ fn gone(bed: &Testbed, i: usize, word: &str) -> bool {
 
 #[test]
 fn racing_installs_one_runs_the_others_are_told_who_holds_the_lock_root() {
+    // Where a host keeps the lock of its install root (outside it, on /run's tmpfs).
+    const HOST_LOCK: &str = "/run/lock/delivery/var-lib-delivery-e2e.lock";
     let mut bed = Testbed::up(3);
     let s = setup(&bed, &scratch("race"), &three_hosts(&bed));
     let root = format!("/var/lib/delivery/{CLUSTER}");
@@ -603,7 +606,7 @@ fn racing_installs_one_runs_the_others_are_told_who_holds_the_lock_root() {
     // holder's record, nothing changes anywhere; once released, the install goes through.
     let release = format!("{root}/release-host");
     let foreign = "pid 77 on other-master run=0123456789abcdef0123456789abcdef shell=SHELL_PID";
-    hold_lock(&bed, 2, &format!("{root}/.host.lock"), Some(foreign), &release);
+    hold_lock(&bed, 2, HOST_LOCK, Some(foreign), &release);
     let out = run(&mut on_master(&bed, &["install", "--yes"], &s.config));
     assert_eq!(out.status.code(), Some(4), "{}", explain(&out, &bed));
     let err = stderr(&out);
@@ -625,7 +628,7 @@ fn racing_installs_one_runs_the_others_are_told_who_holds_the_lock_root() {
     let id = fs::read_to_string(master_state(&bed).join(".installer-id")).unwrap();
     let stale = format!("pid 1 on node1 run={} shell=SHELL_PID", id.trim());
     let never = format!("{root}/release-never");
-    hold_lock(&bed, 3, &format!("{root}/.host.lock"), Some(&stale), &never);
+    hold_lock(&bed, 3, HOST_LOCK, Some(&stale), &never);
     let out = run(&mut on_master(&bed, &["install", "--yes"], &s.config));
     assert!(
         out.status.success(),

@@ -1,7 +1,9 @@
 //! An exclusive lock on a directory of a host, held for as long as a connection wants it: one
 //! install at a time writes a host's install root, whichever master it runs from.
 //!
-//! A `sh -s` on the host takes `flock` on `<dir>/.host.lock` and then waits for more script on
+//! A `sh -s` on the host takes `flock` on a file under `/run/lock/delivery` named after the
+//! directory (outside it: taking the lock changes nothing in the tree, and a reboot clears it)
+//! and then waits for more script on
 //! its stdin, which is never sent. The lock ends with that shell: when the [`HostLock`] is
 //! dropped (the channel closes, the shell reads end-of-file) or when the connection dies (sshd
 //! closes the shell's stdin). A killed master therefore never leaves a host locked.
@@ -16,8 +18,11 @@ const BUSY: i32 = 75;
 /// The line the lock script prints once it holds the lock.
 const LOCKED: &str = "DELIVERY_HOST_LOCKED";
 
-/// The lock file's name inside the locked directory.
-const LOCK_FILE: &str = ".host.lock";
+/// The lock file of directory `dir` on the host: `/var/lib/delivery/x` ->
+/// `/run/lock/delivery/var-lib-delivery-x.lock`.
+fn lock_path(dir: &str) -> String {
+    format!("/run/lock/delivery/{}.lock", dir.trim_matches('/').replace('/', "-"))
+}
 
 /// The lock script. `$HOLDER` (who, for a refused run's message) and `$RUN` (the id of the
 /// master's state directory) are recorded in the lock file with the shell's pid. A lock held by
@@ -25,14 +30,14 @@ const LOCK_FILE: &str = ".host.lock";
 /// run is gone and its shell only waits on a connection that died without telling the host (a
 /// cut link). That shell is stopped and the lock taken over.
 fn script(dir: &str) -> String {
-    let dir = shell_quote(dir);
+    let lock = shell_quote(&lock_path(dir));
     format!(
         "set -u\n\
          command -v flock >/dev/null 2>&1 || {{ echo 'flock is not installed (it is in util-linux): install it on this host' >&2; exit 1; }}\n\
-         mkdir -p -- {dir} || exit 1\n\
-         exec 9>>{dir}/{LOCK_FILE} || exit 1\n\
+         mkdir -p /run/lock/delivery || exit 1\n\
+         exec 9>>{lock} || exit 1\n\
          if ! flock -n 9; then\n\
-           held=$(head -c 300 {dir}/{LOCK_FILE})\n\
+           held=$(head -c 300 {lock})\n\
            case \"$held\" in\n\
              *\" run=$RUN shell=\"*)\n\
                old=${{held##*shell=}}; old=${{old%%[!0-9]*}}\n\
@@ -41,7 +46,7 @@ fn script(dir: &str) -> String {
              *) printf '%s\\n' \"$held\" >&2; exit {BUSY} ;;\n\
            esac\n\
          fi\n\
-         printf '%s run=%s shell=%s\\n' \"$HOLDER\" \"$RUN\" \"$$\" > {dir}/{LOCK_FILE}\n\
+         printf '%s run=%s shell=%s\\n' \"$HOLDER\" \"$RUN\" \"$$\" > {lock}\n\
          echo {LOCKED}\n"
     )
 }
@@ -136,5 +141,16 @@ impl Session {
             }
             .into()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_lock_of_an_install_root_lives_outside_it_on_run() {
+        assert_eq!(
+            super::lock_path("/var/lib/delivery/prod-eu"),
+            "/run/lock/delivery/var-lib-delivery-prod-eu.lock"
+        );
     }
 }
