@@ -23,6 +23,11 @@ pub const MAX_FRAME_RAW: u64 = 16 << 20;
 /// (its compress bound), so anything bigger is not a frame of at most `MAX_FRAME_RAW`.
 pub const MAX_FRAME: u64 = MAX_FRAME_RAW + MAX_FRAME_RAW / 128 + (128 << 10);
 
+/// The mode bits a bundle may give what it creates: permission bits only. A signed
+/// manifest may still record setuid, setgid or sticky bits; nothing made from it, on the
+/// master or on a host, ever carries them.
+pub const PERMISSION_BITS: u32 = 0o777;
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Manifest {

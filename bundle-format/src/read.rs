@@ -889,7 +889,7 @@ fn make_dirs_writable(path: &Path) -> io::Result<()> {
 }
 
 /// Permission bits only: a bundle never creates setuid, setgid or sticky files, even as root.
-const MODE_MASK: u32 = 0o777;
+const MODE_MASK: u32 = crate::manifest::PERMISSION_BITS;
 
 /// Flush everything under `dir` to disk with one `syncfs`, instead of one fsync per file.
 fn sync_tree(dir: &Path) -> io::Result<()> {

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use bundle_format::digest::Hasher;
-use bundle_format::manifest::{Entry, Manifest};
+use bundle_format::manifest::{Entry, Manifest, PERMISSION_BITS};
 
 use super::plan::{in_payload, Payload};
 
@@ -94,6 +94,8 @@ pub fn build(manifest: &Manifest, tree: &Path, payload: &Payload, dir: &Path) ->
     result.with_context(|| format!("failed to make the payload {}", path.display()))
 }
 
+/// Hosts unpack payloads as root with `tar -xf`, which keeps every mode bit it is given:
+/// the headers carry permission bits only, whatever the signed manifest records.
 fn append<W: Write>(tar: &mut tar::Builder<W>, tree: &Path, entry: &Entry) -> Result<()> {
     let mut header = tar::Header::new_gnu();
     header.set_mtime(0);
@@ -102,7 +104,7 @@ fn append<W: Write>(tar: &mut tar::Builder<W>, tree: &Path, entry: &Entry) -> Re
     match entry {
         Entry::Dir { path, mode } => {
             header.set_entry_type(tar::EntryType::Directory);
-            header.set_mode(*mode);
+            header.set_mode(*mode & PERMISSION_BITS);
             header.set_size(0);
             tar.append_data(&mut header, format!("{path}/"), io::empty())?;
         }
@@ -110,7 +112,7 @@ fn append<W: Write>(tar: &mut tar::Builder<W>, tree: &Path, entry: &Entry) -> Re
             let file =
                 File::open(tree.join(path)).with_context(|| format!("failed to open {}", tree.join(path).display()))?;
             header.set_entry_type(tar::EntryType::Regular);
-            header.set_mode(*mode);
+            header.set_mode(*mode & PERMISSION_BITS);
             header.set_size(*size);
             tar.append_data(&mut header, path, BufReader::with_capacity(1 << 20, file).take(*size))?;
         }
@@ -180,17 +182,21 @@ mod tests {
     use super::*;
     use bundle_format::manifest::Data;
 
+    fn manifest() -> Manifest {
+        serde_json::from_str(
+            r#"{"format_version":1,"bundle":{"name":"a","version":"1","created":"2026-01-01T00:00:00Z","labels":{},"env":{},"apps":[],"launch":null,"bases":[]},
+            "stub":{"sha256":"sha256:0000000000000000000000000000000000000000000000000000000000000000","size":0},"frames":[],"blobs":[],"images":[],"entries":[]}"#,
+        )
+        .unwrap()
+    }
+
     #[test]
     fn tars_are_reproducible_and_reused() {
         let tree = tempfile::tempdir().unwrap();
         fs::create_dir_all(tree.path().join("rootfs/bin")).unwrap();
         fs::write(tree.path().join("rootfs/bin/tool"), b"#!/bin/sh\n").unwrap();
         fs::write(tree.path().join("charts.yaml"), b"x").unwrap();
-        let mut m: Manifest = serde_json::from_str(
-            r#"{"format_version":1,"bundle":{"name":"a","version":"1","created":"2026-01-01T00:00:00Z","labels":{},"env":{},"apps":[],"launch":null,"bases":[]},
-            "stub":{"sha256":"sha256:0000000000000000000000000000000000000000000000000000000000000000","size":0},"frames":[],"blobs":[],"images":[],"entries":[]}"#,
-        )
-        .unwrap();
+        let mut m = manifest();
         m.entries = vec![
             Entry::File {
                 path: "charts.yaml".into(),
@@ -238,5 +244,57 @@ mod tests {
         let again = build(&m, tree.path(), &p, out1.path()).unwrap();
         assert_eq!(again.sha256, a.sha256);
         assert_eq!(fs::metadata(&a.path).unwrap().modified().unwrap(), before);
+    }
+
+    /// A manifest signed by the trusted key may still record setuid, setgid and sticky bits
+    /// (a compromised build machine, a hostile Kubefile's `COPY` of a setuid file). Hosts
+    /// unpack payloads as root with `tar -xf`, which would keep them.
+    #[test]
+    fn setuid_setgid_and_sticky_bits_in_a_signed_manifest_never_reach_a_payload() {
+        let tree = tempfile::tempdir().unwrap();
+        fs::create_dir_all(tree.path().join("rootfs/tmp")).unwrap();
+        fs::write(tree.path().join("rootfs/su"), b"#!/bin/sh\n").unwrap();
+        let mut m = manifest();
+        m.entries = vec![
+            Entry::Dir {
+                path: "rootfs".into(),
+                mode: 0o755,
+            },
+            Entry::File {
+                path: "rootfs/su".into(),
+                mode: 0o6755,
+                size: 10,
+                sha256: bundle_format::Digest::of(b"#!/bin/sh\n"),
+                data: Data::Stream(0),
+            },
+            Entry::Dir {
+                path: "rootfs/tmp".into(),
+                mode: 0o1777,
+            },
+        ];
+        let p = Payload {
+            name: "node".into(),
+            prefixes: vec!["rootfs/".into()],
+            files: 1,
+            bytes: 10,
+        };
+        let out = tempfile::tempdir().unwrap();
+        let built = build(&m, tree.path(), &p, out.path()).unwrap();
+        let modes: Vec<(String, u32)> = tar::Archive::new(File::open(&built.path).unwrap())
+            .entries()
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                (e.path().unwrap().display().to_string(), e.header().mode().unwrap())
+            })
+            .collect();
+        assert_eq!(
+            modes,
+            [
+                ("rootfs/".to_string(), 0o755),
+                ("rootfs/su".to_string(), 0o755),
+                ("rootfs/tmp/".to_string(), 0o777)
+            ]
+        );
     }
 }
