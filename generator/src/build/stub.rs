@@ -80,33 +80,23 @@ pub(crate) fn load(args: &BuildArgs) -> Result<Vec<u8>> {
     let path = locate(args)?;
     let bytes = fs::read(&path).with_context(|| format!("failed to read the installer stub {}", path.display()))?;
     let (elf, problems) = problems(&bytes);
-    if let Some(elf) = &elf {
-        let wanted = if args.input.arch == "arm64" {
-            Machine::Aarch64
-        } else {
-            Machine::X86_64
-        };
-        if elf.machine != wanted && !matches!(elf.machine, Machine::Other(_)) {
-            terminal::log(format_args!(
-                "warning: the installer stub {} is built for {}, but --arch is {}: the bundle runs only on {} hosts",
-                path.display(),
-                elf.machine,
-                args.input.arch,
-                elf.machine
-            ));
-        }
+    // The architecture `--arch` names (`amd64` or `arm64`, as clap allows).
+    let wanted = if args.input.arch == "arm64" {
+        Machine::Aarch64
+    } else {
+        Machine::X86_64
+    };
+    let machine = elf.as_ref().map_or(wanted, |e| e.machine);
+    if machine != wanted && !matches!(machine, Machine::Other(_)) {
+        terminal::log(format_args!(
+            "warning: the installer stub {} is built for {machine}, but --arch is {}: the bundle runs only on {machine} hosts",
+            path.display(),
+            args.input.arch,
+        ));
     }
     if problems.is_empty() {
         return Ok(bytes);
     }
-    let machine = elf
-        .as_ref()
-        .map(|e| e.machine)
-        .unwrap_or(if args.input.arch == "arm64" {
-            Machine::Aarch64
-        } else {
-            Machine::X86_64
-        });
     let what: Vec<String> = problems.iter().map(|p| format!("\n  {p}")).collect();
     if args.allow_unportable_stub {
         terminal::log(format_args!(
