@@ -231,8 +231,17 @@ pub struct BuildArgs {
     #[arg(short = 't', long, value_name = "NAME[:VERSION]")]
     pub tag: Option<String>,
     /// The installer-stub binary to embed; defaults to `installer-stub` beside `delivery`.
+    ///
+    /// It must be a Linux x86_64 or aarch64 executable that needs glibc 2.17 at most, so that
+    /// bundles start on older hosts: the one `cargo zigbuild --release -p installer-stub
+    /// --target x86_64-unknown-linux-gnu.2.17` builds. Any other stub is refused.
     #[arg(long, value_name = "FILE", env = "DELIVERY_STUB")]
     pub stub: Option<PathBuf>,
+    /// Embed an installer stub that needs a glibc newer than 2.17 or is not a Linux x86_64 or
+    /// aarch64 executable (e.g. the native one of a plain `cargo build`), with a warning
+    /// instead of refusing: the bundle may not start on the customer's hosts. For development.
+    #[arg(long, env = "DELIVERY_ALLOW_UNPORTABLE_STUB", value_parser = clap::builder::BoolishValueParser::new())]
+    pub allow_unportable_stub: bool,
     /// zstd compression level (1-19); 3 is fast and within a few percent of 19 on real contexts.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..=19))]
     pub level: i32,

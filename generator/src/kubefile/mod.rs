@@ -2,7 +2,7 @@
 //! instruction and reporting all the errors of a file at once ([`KubefileErrors`]), each
 //! with the `file:line:column` of the offending token in the original text. This module
 //! never touches the file system: resolving COPY/APP sources against the build context is
-//! the job of `context.rs`.
+//! the job of `context/`.
 //!
 //! # Kubefile reference
 //!
@@ -68,7 +68,7 @@
 //! - `COPY <src> [<src> ...] <dest>` or `COPY ["<src>", ..., "<dest>"]`: copies files or
 //!   directories (glob patterns allowed) from the build context into the bundle. Flags
 //!   such as `--chown` or `--from` are not supported. Example: `COPY manifests/*.yaml etc/`.
-//!   Sealer's rootfs directories are always directories (see `context.rs`). A source may be
+//!   Sealer's rootfs directories are always directories (see `context/`). A source may be
 //!   an `https://` (`http://`) URL: downloaded at build time, its digest recorded in the
 //!   manifest; `#sha256=<hex>` at its end is checked, and `--require-checksums` demands it.
 //! - `RUN <shell command>` or `RUN ["<program>", "<arg>", ...]`: runs on the BUILD machine
@@ -177,7 +177,7 @@ pub enum Base {
     /// `FROM scratch`
     Scratch,
     /// `FROM <base>`: a path to a base delivery.run or a name to resolve (as written, after
-    /// expansion); see `build::resolve_base`.
+    /// expansion); see `build/plan.rs`, `resolve_base`.
     Bundle { path: String, at: Pos },
 }
 
@@ -582,6 +582,7 @@ macro_rules! err {
 }
 
 mod instructions;
+mod json_array;
 mod words;
 
 use instructions::Parser;
