@@ -11,7 +11,7 @@
 #   FANOUT_CACHE [/var/tmp/delivery-fanout-cache], FANOUT_WORK [target/bench-fanout] (must be under
 #   /work: the installer runs inside node1 and reads bundle, Clusterfile and keys from there),
 #   FANOUT_BED_DIR [/var/tmp/delivery-fanout-bed], FANOUT_KEEP=1 keeps the hosts' files after `down`.
-#   DELIVERY [target/release/delivery], DELIVERY_STUB [target/release/installer-stub].
+#   DELIVERY [target/release/delivery], DELIVERY_STUB [target/x86_64-unknown-linux-gnu/release/installer-stub, the portable stub].
 #
 # Per N, two fresh beds of N+1 hosts, one after the other: a baseline install of a bundle whose
 # payload is 1 byte (SSH sessions, preflight, registry start, journal: everything but the bytes),
@@ -24,7 +24,7 @@ step() { printf '\n== %s\n' "$*" >&2; }
 die() { echo "fanout.sh: $*" >&2; exit 1; }
 
 DELIVERY=${DELIVERY:-$PWD/target/release/delivery}
-STUB=${DELIVERY_STUB:-$PWD/target/release/installer-stub}
+STUB=${DELIVERY_STUB:-$PWD/target/x86_64-unknown-linux-gnu/release/installer-stub}
 counts=${FANOUT_COUNTS:-1 3 6}
 rate=${FANOUT_RATE:-400mbit}
 payload=${FANOUT_PAYLOAD:-500M}

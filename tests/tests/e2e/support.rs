@@ -32,16 +32,20 @@ pub fn delivery() -> PathBuf {
     require(bin_dir().join("delivery"))
 }
 
-/// The stub to embed: the portable build if present, else the native one.
+/// The stub to embed: the portable build (glibc 2.17), as shipped. `delivery build` refuses a
+/// native stub, so a plain `cargo build` is not enough to run these tests.
 pub fn stub() -> PathBuf {
     if let Some(p) = std::env::var_os("DELIVERY_STUB") {
         return require(PathBuf::from(p));
     }
     let portable = workspace().join("target/x86_64-unknown-linux-gnu/release/installer-stub");
-    if portable.exists() {
-        return portable;
-    }
-    require(bin_dir().join("installer-stub"))
+    assert!(
+        portable.exists(),
+        "{} is missing: build the portable stub first (cargo zigbuild --release -p installer-stub \
+         --target x86_64-unknown-linux-gnu.2.17; ./tests/run.sh does), or set DELIVERY_STUB",
+        portable.display()
+    );
+    portable
 }
 
 /// Run a command, returning its output (never panics on a non-zero exit).
