@@ -453,12 +453,17 @@ impl KubefileErrors {
 
 /// Longest line of an error shown: an error quoting a 10 MiB line must not print 10 MiB.
 const MAX_SHOWN_LINE: usize = 400;
+/// Errors printed before "... and N more": a broken generated Kubefile can have thousands.
+const MAX_SHOWN_ERRORS: usize = 50;
 
 impl fmt::Display for KubefileErrors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for (i, e) in self.0.iter().enumerate() {
             if i > 0 {
                 writeln!(f)?;
+            }
+            if i == MAX_SHOWN_ERRORS {
+                return write!(f, "... and {} more errors", self.0.len() - i);
             }
             let text = e.to_string();
             for (j, line) in text.split('\n').enumerate() {

@@ -836,3 +836,29 @@ fn an_error_quoting_a_huge_line_shows_an_excerpt() {
     assert!(shown.starts_with("Kubefile:2:1: COPY"), "{}", &shown[..100]);
     assert!(shown.contains("more characters)"), "{shown}");
 }
+
+/// 10,000 `LABEL` lines of four 256 KiB references each would hold 10 GiB of labels: the
+/// references of one Kubefile produce at most 16 MiB in all, and the error says where the
+/// budget ran out. Thousands of such errors print as 50 and a count.
+#[test]
+fn many_lines_of_large_references_hit_the_total_expansion_budget() {
+    let value = "x".repeat(250 << 10);
+    let mut text = format!("FROM scratch\nARG A={value}\n");
+    for i in 0..200 {
+        text.push_str(&format!("LABEL l{i}=${{A}}${{A}}${{A}}${{A}}\n"));
+    }
+    let errors = parse(Path::new("Kubefile"), &text, &BTreeMap::new(), "amd64").unwrap_err();
+    // 16 MiB is 16 lines of 1000 KiB: the 17th line is the first refused, at its first `$`
+    // that crosses the budget.
+    let first = errors.0[0].to_string();
+    assert!(first.starts_with("Kubefile:19:"), "{first}");
+    assert!(first.contains("more than 16 MiB in all"), "{first}");
+    assert_eq!(errors.0.len(), 200 - 16);
+    let shown = errors.to_string();
+    assert!(
+        shown.ends_with("... and 134 more errors"),
+        "{}",
+        &shown[shown.len() - 200..]
+    );
+    assert_eq!(shown.matches("Kubefile:").count(), 50);
+}

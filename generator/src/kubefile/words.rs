@@ -2,6 +2,7 @@
 //! with quotes, escapes and variable expansion, every character keeping its position in the
 //! original text for error messages. JSON-form arrays are `json_array.rs`.
 
+use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -96,10 +97,15 @@ pub(super) struct Expander<'a> {
     pub(super) file: &'a Path,
     pub(super) env: &'a BTreeMap<String, String>,
     pub(super) args: &'a BTreeMap<String, String>,
+    /// What references have produced in the whole Kubefile so far (see [`MAX_EXPANDED_TOTAL`]).
+    pub(super) expanded: &'a Cell<usize>,
 }
 
 /// The longest value a variable expansion may produce.
 pub(crate) const MAX_EXPANDED: usize = 1 << 20;
+/// The most that variable references may produce in one Kubefile, all instructions together:
+/// without it, 10,000 `LABEL` lines of four 256 KiB references each ask for 10 GiB.
+pub(crate) const MAX_EXPANDED_TOTAL: usize = 16 << 20;
 
 pub(super) fn is_name_start(c: char) -> bool {
     c.is_ascii_alphabetic() || c == '_'
@@ -249,18 +255,28 @@ impl Expander<'_> {
         shell: bool,
     ) -> Result<(), KubefileError> {
         let start = *i;
+        let before = out.len();
         self.dollar_unchecked(chars, i, out, shell)?;
+        let total = self.expanded.get().saturating_add(out.len().saturating_sub(before));
+        self.expanded.set(total);
         // `ARG B=${A}${A}` doubles a value per line: forty lines would ask for terabytes.
-        if out.len() > MAX_EXPANDED {
-            return Err(KubefileError::BadVariable {
-                file: self.file.to_path_buf(),
-                line: chars[start].pos.line,
-                column: chars[start].pos.column,
-                problem: format!("the value expands to more than {} MiB", MAX_EXPANDED >> 20),
-                text: collect(&chars[start..(*i).min(start + 64)]),
-            });
-        }
-        Ok(())
+        let problem = if out.len() > MAX_EXPANDED {
+            format!("the value expands to more than {} MiB", MAX_EXPANDED >> 20)
+        } else if total > MAX_EXPANDED_TOTAL {
+            format!(
+                "the Kubefile's variables expand to more than {} MiB in all",
+                MAX_EXPANDED_TOTAL >> 20
+            )
+        } else {
+            return Ok(());
+        };
+        Err(KubefileError::BadVariable {
+            file: self.file.to_path_buf(),
+            line: chars[start].pos.line,
+            column: chars[start].pos.column,
+            problem,
+            text: collect(&chars[start..(*i).min(start + 64)]),
+        })
     }
 
     fn dollar_unchecked(

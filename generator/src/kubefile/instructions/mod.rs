@@ -9,6 +9,7 @@ mod files;
 mod from;
 mod variables;
 
+use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
@@ -54,6 +55,8 @@ pub(super) struct Parser<'a> {
     app_env: Vec<(String, Vec<(String, String)>)>,
     runs: Vec<Run>,
     kube_version: Option<(String, Pos)>,
+    /// Bytes that variable references have produced so far, in all instructions.
+    expanded: Cell<usize>,
 }
 
 impl<'a> Parser<'a> {
@@ -81,6 +84,7 @@ impl<'a> Parser<'a> {
             app_env: Vec::new(),
             runs: Vec::new(),
             kube_version: None,
+            expanded: Cell::new(0),
         }
     }
 
@@ -89,6 +93,7 @@ impl<'a> Parser<'a> {
             file: self.file,
             env: &self.env,
             args: &self.args,
+            expanded: &self.expanded,
         }
     }
 
