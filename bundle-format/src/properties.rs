@@ -342,7 +342,21 @@ mod tests {
         let rebuilt = with_manifest(&bundle, &manifest);
         assert_eq!(rebuilt.len(), bundle.len());
         assert_eq!(resign(&rebuilt).unwrap(), bundle, "re-signing restores the signature");
-        let _ = t;
+        // libFuzzer starts far deeper from a real bundle than from nothing: with
+        // FUZZ_SEED_DIR=fuzz/corpus this writes the seeds of the three bundle targets.
+        if let Some(seeds) = std::env::var_os("FUZZ_SEED_DIR") {
+            let mut layout_seed = bundle[t.stub_len as usize..t.stream_offset as usize].to_vec();
+            layout_seed.extend_from_slice(&bundle[bundle.len() - TRAILER_LEN as usize..]);
+            for (target, bytes) in [
+                ("bundle_file", &bundle),
+                ("bundle_manifest", &manifest),
+                ("bundle_layout", &layout_seed),
+            ] {
+                let dir = Path::new(&seeds).join(target);
+                fs::create_dir_all(&dir).unwrap();
+                fs::write(dir.join("seed-small-bundle"), bytes).unwrap();
+            }
+        }
     }
 
     #[test]
