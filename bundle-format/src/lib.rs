@@ -43,6 +43,7 @@
 pub mod digest;
 pub mod elf;
 pub mod entry_path;
+pub mod io;
 pub mod keys;
 pub mod layout;
 pub mod lock;

@@ -23,6 +23,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::digest::{Digest, Hasher, CHUNK};
 use crate::elf::{self, ElfError};
+use crate::io::{read_full, HashingReader};
 use crate::keys::SigningKey;
 use crate::layout::{Header, Trailer, HEADER_LEN, SIGNATURE_BLOCK_LEN, TRAILER_LEN};
 use crate::manifest::{Blob, BundleInfo, Data, Entry, Frame, Image, Manifest, ManifestError, Region};
@@ -170,19 +171,6 @@ pub fn looks_compressed(path: &Path, size: u64) -> io::Result<bool> {
     }
     let packed = zstd::bulk::compress(&sample, 1)?;
     Ok(packed.len() * 100 >= sample.len() * 97)
-}
-
-fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match r.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(n)
 }
 
 /// Write a bundle of `stub` and `contents` into `out` (an empty file), signed with `key`.
@@ -631,24 +619,6 @@ impl Write for ChunkSink {
     }
 }
 
-/// Reads a file exactly once: hashes it and reports progress as tar copies it.
-struct HashingReader<'a> {
-    inner: io::Take<File>,
-    hasher: Hasher,
-    read: u64,
-    progress: &'a dyn Progress,
-}
-
-impl Read for HashingReader<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.read += n as u64;
-        self.progress.advance(n as u64);
-        Ok(n)
-    }
-}
-
 fn produce_tar(
     entries: &[&InputEntry],
     tx: SyncSender<(u64, Vec<u8>)>,
@@ -697,26 +667,21 @@ fn produce_tar(
                     path: source.clone(),
                     source: e,
                 })?;
-                let mut reader = HashingReader {
-                    inner: file.take(*size),
-                    hasher: Hasher::new(),
-                    read: 0,
-                    progress,
-                };
+                let mut reader = HashingReader::new(file.take(*size)).with_progress(progress);
                 let mut h = header(tar::EntryType::Regular, *mode, *size);
                 tar.append_data(&mut h, path, &mut reader)
                     .map_err(|e| WriteError::Read {
                         path: source.clone(),
                         source: e,
                     })?;
-                if reader.read != *size {
+                if reader.len() != *size {
                     return Err(WriteError::Changed {
                         path: source.clone(),
                         expected: *size,
                     });
                 }
                 let end = tar.get_ref().written;
-                files.push((end - size.div_ceil(512) * 512, reader.hasher.finish()));
+                files.push((end - size.div_ceil(512) * 512, reader.finish()));
             }
         }
     }

@@ -17,8 +17,8 @@ use anyhow::{anyhow, Context, Result};
 use bundle_format::{Bundle, Trust};
 use serde::{Deserialize, Serialize};
 
-use crate::atomic;
 use crate::cli::{BaseAddArgs, BaseArgs, BaseCommand, BaseListArgs};
+use bundle_format::io::{write_atomic_mode, AtomicFile};
 
 const INDEX: &str = "index.json";
 
@@ -148,7 +148,9 @@ fn add(args: &BaseAddArgs) -> Result<()> {
     let (sha, size) = copy_hashed(bundle, &store)?;
     let file = format!("{sha}.run");
     let key_text = fs::read(&args.key).with_context(|| format!("failed to read {}", args.key.display()))?;
-    atomic::write(&store.join(format!("{sha}.pub")), &key_text, 0o644)?;
+    let key_path = store.join(format!("{sha}.pub"));
+    write_atomic_mode(&key_path, &key_text, 0o644)
+        .with_context(|| format!("failed to write {}", key_path.display()))?;
 
     let mut names = vec![format!("{}:{}", info.name, info.version)];
     for n in &args.names {
@@ -171,8 +173,9 @@ fn add(args: &BaseAddArgs) -> Result<()> {
         key: fingerprint.clone(),
     });
     let json = serde_json::to_vec_pretty(&index).context("failed to encode the base store index")?;
-    atomic::write(&store.join(INDEX), &json, 0o644)?;
-    atomic::sync_dir(&store)?;
+    let index_path = store.join(INDEX);
+    write_atomic_mode(&index_path, &json, 0o644)
+        .with_context(|| format!("failed to write {}", index_path.display()))?;
     for stale in fs::read_dir(&store).with_context(|| format!("failed to read {}", store.display()))? {
         let stale = stale?.file_name().to_string_lossy().into_owned();
         let stem = stale.trim_end_matches(".run").trim_end_matches(".pub");
@@ -193,7 +196,8 @@ fn add(args: &BaseAddArgs) -> Result<()> {
 /// `<sha256>.run`; returns the digest and size.
 fn copy_hashed(src: &Path, store: &Path) -> Result<(String, u64)> {
     let mut input = fs::File::open(src).with_context(|| format!("failed to open {}", src.display()))?;
-    let mut tmp = atomic::temp_beside(&store.join("incoming.run"))?;
+    let mut tmp = AtomicFile::beside(&store.join("incoming.run"))
+        .with_context(|| format!("failed to create a temporary file in {}", store.display()))?;
     let mut ctx = bundle_format::digest::Hasher::new();
     let mut buf = vec![0u8; 1 << 20];
     let mut size = 0u64;
@@ -210,7 +214,9 @@ fn copy_hashed(src: &Path, store: &Path) -> Result<(String, u64)> {
         size += n as u64;
     }
     let sha = ctx.finish().hex();
-    atomic::commit(tmp, &store.join(format!("{sha}.run")), 0o644)?;
+    let dest = store.join(format!("{sha}.run"));
+    tmp.commit(&dest, 0o644)
+        .with_context(|| format!("failed to write {}", dest.display()))?;
     Ok((sha, size))
 }
 

@@ -6,7 +6,8 @@ use anyhow::{bail, Context, Result};
 use bundle_format::{sshsig, SigningKey};
 
 use crate::cli::KeygenArgs;
-use crate::{atomic, signing_key};
+use crate::signing_key;
+use bundle_format::io::write_atomic_mode;
 
 pub fn run(args: &KeygenArgs) -> Result<()> {
     if args.principal.is_empty() || args.principal.contains(char::is_whitespace) {
@@ -29,7 +30,8 @@ pub fn run(args: &KeygenArgs) -> Result<()> {
     let key = SigningKey::generate(&args.principal).context("failed to generate a key")?;
     signing_key::write_pair(&key, &private, &public)?;
     let line = sshsig::allowed_signers_line(&args.principal, &key.public(), sshsig::NAMESPACE);
-    atomic::write(&allowed, line.as_bytes(), 0o644)?;
+    write_atomic_mode(&allowed, line.as_bytes(), 0o644)
+        .with_context(|| format!("failed to write {}", allowed.display()))?;
     println!("{}", key.public().fingerprint());
     terminal::log(format_args!(
         "wrote {} (keep it secret), {} and {} (give these to customers out of band)",

@@ -15,7 +15,6 @@ pub mod verify;
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod properties;
 
-mod atomic;
 mod base;
 mod context;
 mod discover;

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use bundle_format::SigningKey;
 
-use crate::atomic;
+use bundle_format::io::write_atomic_mode;
 
 /// Load the key at `path`, or the per-user default key (creating it on first use).
 pub fn load_or_create(path: Option<&Path>) -> Result<SigningKey> {
@@ -39,8 +39,10 @@ pub fn load_or_create(path: Option<&Path>) -> Result<SigningKey> {
 
 /// Write a private key (0600) and its public line (0644), atomically.
 pub fn write_pair(key: &SigningKey, private: &Path, public: &Path) -> Result<()> {
-    atomic::write(private, key.to_openssh().as_bytes(), 0o600)?;
-    atomic::write(public, key.public().to_openssh_line(key.comment()).as_bytes(), 0o644)
+    write_atomic_mode(private, key.to_openssh().as_bytes(), 0o600)
+        .with_context(|| format!("failed to write {}", private.display()))?;
+    write_atomic_mode(public, key.public().to_openssh_line(key.comment()).as_bytes(), 0o644)
+        .with_context(|| format!("failed to write {}", public.display()))
 }
 
 fn load(path: &Path) -> Result<SigningKey> {

@@ -4,10 +4,10 @@
 
 use std::collections::BTreeSet;
 use std::fs;
-use std::io::Write;
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
+use bundle_format::io::write_atomic_mode;
 use bundle_format::reference::Reference;
 use minijinja::{context, Environment, UndefinedBehavior};
 
@@ -125,37 +125,22 @@ pub fn run(args: &MirrorConfigArgs) -> Result<()> {
     }
     if let Some(dir) = &args.containerd_dir {
         for (rel, text) in containerd_hosts(&registries, &mirror)? {
-            write_atomic(&dir.join(&rel), text.as_bytes())?;
+            write_config(&dir.join(&rel), text.as_bytes())?;
             println!("{}", dir.join(rel).display());
         }
     }
     if let Some(path) = &args.docker_daemon_json {
-        write_atomic(path, docker_daemon_json(&mirror)?.as_bytes())?;
+        write_config(path, docker_daemon_json(&mirror)?.as_bytes())?;
         println!("{}", path.display());
     }
     Ok(())
 }
 
 /// Write under a temporary name beside `path`, sync, rename: never a half-written config.
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+fn write_config(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path.parent().context("a config path has a parent directory")?;
     fs::create_dir_all(dir).with_context(|| format!("failed to create {}", dir.display()))?;
-    let name = path
-        .file_name()
-        .context("a config path has a file name")?
-        .to_string_lossy();
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let result = (|| -> std::io::Result<()> {
-        let mut f = fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)?;
-        fs::File::open(dir)?.sync_all()
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result.with_context(|| format!("failed to write {}", path.display()))
+    write_atomic_mode(path, bytes, 0o644).with_context(|| format!("failed to write {}", path.display()))
 }
 
 #[cfg(test)]

@@ -17,11 +17,12 @@ mod wanted;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
+use bundle_format::io::{write_atomic_mode, AtomicFile};
 use bundle_format::sshsig;
 use bundle_format::write::{self, InputEntry};
 
 use crate::cli::BuildArgs;
-use crate::{atomic, signing_key};
+use crate::signing_key;
 
 pub(crate) use input::load_kubefile;
 pub(crate) use plan::{plan, Plan};
@@ -46,7 +47,8 @@ pub fn run(args: &BuildArgs) -> Result<()> {
     let key = signing_key::load_or_create(args.key.as_deref())?;
 
     let out = &args.output;
-    let tmp = atomic::temp_beside(out)?;
+    let tmp = AtomicFile::beside(out)
+        .with_context(|| format!("failed to create a temporary file beside {}", out.display()))?;
     let entries: Vec<InputEntry> = plan.entries.into_values().collect();
     let opts = write::Options {
         mtime: plan.created,
@@ -70,10 +72,13 @@ pub fn run(args: &BuildArgs) -> Result<()> {
         .unwrap_or_default();
     let sha_line = format!("{}  {file_name}\n", summary.sha256.hex());
     let signature = sshsig::sign_sha256(&key, sshsig::NAMESPACE, &summary.sha256.0);
-    atomic::commit(tmp, out, 0o755)?;
-    atomic::write(&sidecar(out, ".sha256"), sha_line.as_bytes(), 0o644)?;
-    atomic::write(&sidecar(out, ".sig"), signature.as_bytes(), 0o644)?;
-    atomic::sync_dir(output_dir(out))?;
+    tmp.commit(out, 0o755)
+        .with_context(|| format!("failed to write {}", out.display()))?;
+    for (suffix, text) in [(".sha256", &sha_line), (".sig", &signature)] {
+        let path = sidecar(out, suffix);
+        write_atomic_mode(&path, text.as_bytes(), 0o644)
+            .with_context(|| format!("failed to write {}", path.display()))?;
+    }
 
     println!(
         "{} {} {}: {} entries, {} ({} compressed stream from {}, {} stored in {} blobs), signed by {}",

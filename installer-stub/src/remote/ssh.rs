@@ -23,7 +23,8 @@ use std::time::Duration;
 
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
 use base64::Engine as _;
-use bundle_format::digest::{Digest, Hasher};
+use bundle_format::digest::Digest;
+use bundle_format::io::{read_full, HashingReader};
 use ssh2::{CheckResult, HostKeyType, KnownHostFileKind};
 
 mod host_lock;
@@ -385,11 +386,7 @@ impl Session {
                 format!("expected digest {expected:?} is not 64 lowercase hex digits"),
             ));
         }
-        let mut hashing = HashingReader {
-            inner: src.take(len),
-            hasher: Hasher::new(),
-            n: 0,
-        };
+        let mut hashing = HashingReader::new(src.take(len));
         let mut out = TailBuf::new(64 * 1024);
         let mut err = TailBuf::new(64 * 1024);
         let status = self.exec(
@@ -403,7 +400,8 @@ impl Session {
             progress,
             &action,
         )?;
-        let local = hashing.hasher.finish().hex();
+        let sent = hashing.len();
+        let local = hashing.finish().hex();
         let remote = out.into_string().trim().to_string();
         if status == UPLOAD_MISMATCH {
             return Err(SshError::DigestMismatch {
@@ -423,9 +421,9 @@ impl Session {
                 stderr: err.into_string().trim().to_string(),
             });
         }
-        if hashing.n != len {
+        if sent != len {
             // The host got fewer bytes, so its digest cannot have matched; keep the message clear.
-            return Err(self.other(&action, format!("the source ended after {} of {len} bytes", hashing.n)));
+            return Err(self.other(&action, format!("the source ended after {sent} of {len} bytes")));
         }
         if local != expected {
             // The host stored what we sent and it matched `expected`, so this cannot happen
@@ -998,35 +996,6 @@ impl TailBuf {
         }
         String::from_utf8_lossy(&self.buf).into_owned()
     }
-}
-
-struct HashingReader<R> {
-    inner: R,
-    hasher: Hasher,
-    n: u64,
-}
-
-impl<R: Read> Read for HashingReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.n += n as u64;
-        Ok(n)
-    }
-}
-
-/// Reads until `buf` is full or EOF.
-fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match r.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(n)
 }
 
 /// Writes all of `data` on a non-blocking channel.

@@ -4,12 +4,12 @@
 use serde::{Deserialize, Serialize};
 
 use bundle_format::digest::Digest;
+use bundle_format::io::read_full;
 use bundle_format::reference::Reference;
 
 use super::super::cache::{Cache, StoreError};
 use super::super::manifest::{DOCKER_CONFIG, DOCKER_LAYER, DOCKER_LAYER_GZIP, DOCKER_MANIFEST, MAX_CONFIG};
 use super::super::FetchError;
-use super::tar_index::read_prefix;
 use super::{digest_in_name, Kind, LocalStore};
 
 const OCI_ZSTD_LAYER: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
@@ -91,7 +91,7 @@ impl LocalStore {
         for (layer, diff_id) in image.layers.iter().zip(&parsed.rootfs.diff_ids) {
             let size = tar.entry(layer)?.1;
             let mut magic = [0u8; 4];
-            let got = read_prefix(&mut tar.open_entry(layer)?, &mut magic).map_err(|e| tar.io(e))?;
+            let got = read_full(&mut tar.open_entry(layer)?, &mut magic).map_err(|e| tar.io(e))?;
             let media_type = match &magic[..got] {
                 [0x1f, 0x8b, ..] => DOCKER_LAYER_GZIP,
                 [0x28, 0xb5, 0x2f, 0xfd] => OCI_ZSTD_LAYER,

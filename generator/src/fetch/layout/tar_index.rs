@@ -5,6 +5,8 @@ use std::collections::HashMap;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Component, Path, PathBuf};
 
+use bundle_format::io::read_full;
+
 use super::super::FetchError;
 use super::{open_file, read_capped};
 
@@ -22,7 +24,7 @@ impl TarIndex {
         };
         let mut f = open_file(path)?;
         let mut magic = [0u8; 4];
-        let got = read_prefix(&mut f, &mut magic).map_err(io_err)?;
+        let got = read_full(&mut f, &mut magic).map_err(io_err)?;
         if got >= 2 && (magic[..2] == [0x1f, 0x8b] || magic == [0x28, 0xb5, 0x2f, 0xfd]) {
             return Err(FetchError::BadLocalSource {
                 path: path.to_path_buf(),
@@ -99,19 +101,6 @@ impl TarIndex {
     pub(super) fn read_entry(&self, name: &str, cap: u64) -> Result<Vec<u8>, FetchError> {
         read_capped(&mut self.open_entry(name)?, cap, &self.path.join(name))
     }
-}
-
-pub(super) fn read_prefix(r: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
-    let mut got = 0;
-    while got < buf.len() {
-        match r.read(&mut buf[got..]) {
-            Ok(0) => break,
-            Ok(n) => got += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(got)
 }
 
 /// `a/./b` -> `a/b`; `None` for paths that leave the archive root.
