@@ -20,12 +20,12 @@ use super::journal::{Journal, StepState};
 use super::payload::{self, Built};
 use super::plan::{self, Hook, Mode, Plan};
 use super::preflight::{self, Facts, Needs, Row};
-use super::probe;
 use super::transport::{last_lines, Connector, Remote};
 use super::{HostsFailed, Log};
 use crate::clusterfile::{Clusterfile, Host, Role};
 use crate::node_config::{containerd_hosts, Mirror};
 use crate::pki;
+use crate::registry::probe;
 
 pub struct Setup<'a> {
     pub plan: &'a Plan,

@@ -12,7 +12,6 @@ pub(crate) mod journal;
 pub(crate) mod payload;
 pub(crate) mod plan;
 pub(crate) mod preflight;
-pub(crate) mod probe;
 pub(crate) mod transport;
 
 use std::fs::{self, OpenOptions};

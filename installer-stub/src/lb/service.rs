@@ -16,7 +16,7 @@ use anyhow::{bail, Context, Result};
 
 use super::{Balancer, Config};
 use crate::cli::{LbArgs, LbStartArgs, StopArgs};
-use crate::registry::service::{live_pid, spawn_detached};
+use crate::process::{live_pid, spawn_detached};
 use crate::verify::own_path;
 
 const UNIT: &str = "delivery-apiserver-lb.service";

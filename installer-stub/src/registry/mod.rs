@@ -8,6 +8,7 @@
 pub(crate) mod api;
 pub(crate) mod http;
 pub(crate) mod index;
+pub(crate) mod probe;
 pub mod service;
 
 use anyhow::{Context, Result};

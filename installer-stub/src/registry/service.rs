@@ -8,15 +8,16 @@
 
 use std::fs::{self, OpenOptions};
 use std::net::SocketAddr;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use bundle_format::io::write_atomic;
 
+use super::probe;
 use crate::cli::{ServiceArgs, StopArgs};
+use crate::process::{catch_termination, live_pid, log_tail, spawn_detached, terminating, wait_until};
 use crate::verify::{open_verified, own_path};
 
 const SYSTEMD_DIR: &str = "/etc/systemd/system";
@@ -30,14 +31,6 @@ fn running(state: &Path) -> Option<i32> {
     live_pid(&pid_file(state), |cmdline| {
         cmdline.contains("registry supervise") && cmdline.contains(&*state.to_string_lossy())
     })
-}
-
-/// The pid written in `pid_file`, if that process is alive and its command line (arguments
-/// joined by spaces) is one `ours` recognises: a recycled pid belongs to someone else.
-pub(crate) fn live_pid(pid_file: &Path, ours: impl Fn(&str) -> bool) -> Option<i32> {
-    let pid: i32 = fs::read_to_string(pid_file).ok()?.trim().parse().ok()?;
-    let cmdline = fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-    ours(&String::from_utf8_lossy(&cmdline).replace('\0', " ")).then_some(pid)
 }
 
 fn trust_args(args: &ServiceArgs) -> Vec<String> {
@@ -65,7 +58,7 @@ fn probe_addr(listen: SocketAddr) -> SocketAddr {
 }
 
 fn answers(addr: SocketAddr) -> bool {
-    crate::install::probe::status(&addr.to_string(), "GET", "/v2/").is_ok_and(|code| code == 200)
+    probe::status(&addr.to_string(), "GET", "/v2/").is_ok_and(|code| code == 200)
 }
 
 /// The systemd unit that serves this bundle.
@@ -96,7 +89,7 @@ pub fn start(args: &ServiceArgs) -> Result<()> {
         drop(verified);
         let name = format!("delivery-registry-{}.service", args.listen.port());
         let unit = Path::new(SYSTEMD_DIR).join(&name);
-        crate::install::write_atomic(&unit, systemd_unit(&bundle, args).as_bytes())
+        write_atomic(&unit, systemd_unit(&bundle, args).as_bytes())
             .with_context(|| format!("failed to write {}", unit.display()))?;
         let ok = Command::new("systemctl")
             .arg("daemon-reload")
@@ -155,40 +148,14 @@ pub fn start(args: &ServiceArgs) -> Result<()> {
     Ok(())
 }
 
-/// Starts `cmd` in its own session (the end of the SSH session that started it does not end
-/// it), stdin from /dev/null, stdout and stderr to `log`. Returns its pid.
-pub(crate) fn spawn_detached(mut cmd: Command, log: fs::File) -> std::io::Result<u32> {
-    cmd.stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
-    // SAFETY: setsid is async-signal-safe.
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::setsid();
-            Ok(())
-        });
-    }
-    Ok(cmd.spawn()?.id())
-}
-
 fn wait_answering(addr: SocketAddr, state: &Path, what: &str) -> Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while Instant::now() < deadline {
-        if answers(addr) {
-            return Ok(());
-        }
-        std::thread::sleep(Duration::from_millis(200));
+    if wait_until(Duration::from_secs(60), Duration::from_millis(200), || answers(addr)) {
+        return Ok(());
     }
-    let log = fs::read_to_string(state.join("registry.log")).unwrap_or_default();
-    let tail: Vec<&str> = log.lines().rev().take(5).collect();
     bail!(
         "{what} does not answer on {addr} after 60 s; last log lines: {}",
-        tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
+        log_tail(&state.join("registry.log"), 5)
     )
-}
-
-static STOP: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_term(_: libc::c_int) {
-    STOP.store(true, Ordering::SeqCst);
 }
 
 /// The supervisor: keeps `registry serve` running until SIGTERM.
@@ -197,16 +164,12 @@ pub fn supervise(args: &ServiceArgs) -> Result<()> {
     if let Some(pid) = running(state).filter(|p| *p != std::process::id() as i32) {
         bail!("another supervisor (pid {pid}) already serves {}", state.display());
     }
-    crate::install::write_atomic(&pid_file(state), format!("{}\n", std::process::id()).as_bytes())
+    write_atomic(&pid_file(state), format!("{}\n", std::process::id()).as_bytes())
         .with_context(|| format!("failed to write {}", pid_file(state).display()))?;
-    // SAFETY: the handler only stores to an atomic.
-    unsafe {
-        libc::signal(libc::SIGTERM, on_term as *const () as libc::sighandler_t);
-        libc::signal(libc::SIGINT, on_term as *const () as libc::sighandler_t);
-    }
+    catch_termination();
     let bundle = own_path()?;
     let mut backoff = Duration::from_secs(1);
-    while !STOP.load(Ordering::SeqCst) {
+    while !terminating() {
         let started = Instant::now();
         let mut child = Command::new(&bundle)
             .args([
@@ -221,7 +184,7 @@ pub fn supervise(args: &ServiceArgs) -> Result<()> {
             .spawn()
             .with_context(|| format!("failed to run {}", bundle.display()))?;
         let status = loop {
-            if STOP.load(Ordering::SeqCst) {
+            if terminating() {
                 let _ = child.kill();
                 let _ = child.wait();
                 let _ = fs::remove_file(pid_file(state));
@@ -240,10 +203,7 @@ pub fn supervise(args: &ServiceArgs) -> Result<()> {
             "registry supervisor: registry exited ({status}); restarting in {}s",
             backoff.as_secs()
         ));
-        let until = Instant::now() + backoff;
-        while Instant::now() < until && !STOP.load(Ordering::SeqCst) {
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        wait_until(backoff, Duration::from_millis(100), terminating);
         backoff = (backoff * 2).min(Duration::from_secs(30));
     }
     let _ = fs::remove_file(pid_file(state));
@@ -257,13 +217,11 @@ pub fn stop(args: &StopArgs) -> Result<()> {
     };
     // SAFETY: plain kill(2) on a pid we just checked is our supervisor.
     unsafe { libc::kill(pid, libc::SIGTERM) };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        if running(&args.state_dir).is_none() {
-            println!("registry stopped (supervisor pid {pid})");
-            return Ok(());
-        }
-        std::thread::sleep(Duration::from_millis(100));
+    if wait_until(Duration::from_secs(10), Duration::from_millis(100), || {
+        running(&args.state_dir).is_none()
+    }) {
+        println!("registry stopped (supervisor pid {pid})");
+        return Ok(());
     }
     bail!("the registry supervisor (pid {pid}) did not stop within 10 s")
 }

@@ -1,5 +1,6 @@
 //! The registry's health, as a client sees it: `GET /v2/`, then `HEAD` of every image's
 //! manifest by its original name (with containerd's `?ns=<registry>`), over plain HTTP.
+//! `registry start` waits on it, and the installer checks the registry host with it.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpStream, ToSocketAddrs};
