@@ -4,7 +4,8 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use installer_stub::{cli, config_cmd, extract, images, inspect, install, lb, node_config, pki, registry, verify};
+use installer_stub::commands::{config, extract, images, inspect, node_config, verify};
+use installer_stub::{cli, install, lb, pki, registry};
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
@@ -14,8 +15,8 @@ fn main() -> ExitCode {
         cli::Command::List(args) => inspect::list(&args),
         cli::Command::Extract(args) => extract::run(&args),
         cli::Command::Images(args) => images::run(&args),
-        cli::Command::InitConfig => config_cmd::init(),
-        cli::Command::CheckConfig(args) => config_cmd::check(&args),
+        cli::Command::InitConfig => config::init(),
+        cli::Command::CheckConfig(args) => config::check(&args),
         cli::Command::Registry(cli::RegistryCommand::Serve(args)) => registry::serve(&args),
         cli::Command::Registry(cli::RegistryCommand::MirrorConfig(args)) => node_config::run(&args),
         cli::Command::Registry(cli::RegistryCommand::Start(args)) => registry::service::start(&args),

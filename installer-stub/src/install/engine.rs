@@ -23,7 +23,7 @@ use super::preflight::{self, Facts, Needs, Row};
 use super::transport::{last_lines, Connector, Remote};
 use super::{HostsFailed, Log};
 use crate::clusterfile::{Clusterfile, Host, Role};
-use crate::node_config::{containerd_hosts, Mirror};
+use crate::commands::node_config::{containerd_hosts, Mirror};
 use crate::pki;
 use crate::registry::probe;
 

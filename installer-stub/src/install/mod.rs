@@ -25,7 +25,7 @@ use bundle_format::lock::{self, LockFile};
 
 use crate::cli::{AddNodeArgs, CheckArgs, InstallArgs, StatusArgs};
 use crate::clusterfile::{self, Clusterfile, Host};
-use crate::verify::{open_verified, own_path};
+use crate::own_bundle::{open_verified, own_path};
 use journal::{BundleRecord, Journal, StepState};
 use plan::Mode;
 

@@ -16,8 +16,8 @@ use anyhow::{bail, Context, Result};
 
 use super::{Balancer, Config};
 use crate::cli::{LbArgs, LbStartArgs, StopArgs};
+use crate::own_bundle::own_path;
 use crate::process::{live_pid, spawn_detached};
-use crate::verify::own_path;
 
 const UNIT: &str = "delivery-apiserver-lb.service";
 

@@ -14,7 +14,7 @@ pub mod service;
 use anyhow::{Context, Result};
 
 use crate::cli::ServeArgs;
-use crate::verify::open_verified;
+use crate::own_bundle::open_verified;
 
 pub fn serve(args: &ServeArgs) -> Result<()> {
     let verified = open_verified(&args.trust, false)?;

@@ -17,8 +17,8 @@ use bundle_format::io::write_atomic;
 
 use super::probe;
 use crate::cli::{ServiceArgs, StopArgs};
+use crate::own_bundle::{open_verified, own_path};
 use crate::process::{catch_termination, live_pid, log_tail, spawn_detached, terminating, wait_until};
-use crate::verify::{open_verified, own_path};
 
 const SYSTEMD_DIR: &str = "/etc/systemd/system";
 

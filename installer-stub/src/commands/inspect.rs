@@ -4,7 +4,7 @@ use anyhow::Result;
 use bundle_format::manifest::{Data, Entry};
 
 use crate::cli::{InfoArgs, ListArgs};
-use crate::verify::open_verified;
+use crate::own_bundle::open_verified;
 
 pub fn info(args: &InfoArgs) -> Result<()> {
     let v = open_verified(&args.trust, args.json)?;

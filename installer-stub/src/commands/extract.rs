@@ -3,7 +3,7 @@
 use anyhow::Result;
 
 use crate::cli::ExtractArgs;
-use crate::verify::open_verified;
+use crate::own_bundle::open_verified;
 
 pub fn run(args: &ExtractArgs) -> Result<()> {
     let verified = open_verified(&args.trust, false)?;

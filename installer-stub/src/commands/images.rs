@@ -6,7 +6,7 @@
 use anyhow::Result;
 
 use crate::cli::ImagesArgs;
-use crate::verify::open_verified;
+use crate::own_bundle::open_verified;
 
 pub fn run(args: &ImagesArgs) -> Result<()> {
     let v = open_verified(&args.trust, args.json)?;

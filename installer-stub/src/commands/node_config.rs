@@ -12,10 +12,10 @@ use bundle_format::reference::Reference;
 use minijinja::{context, Environment, UndefinedBehavior};
 
 use crate::cli::MirrorConfigArgs;
-use crate::verify::open_verified;
+use crate::own_bundle::open_verified;
 
-const HOSTS_TOML: &str = include_str!("../../templates/containerd/hosts.toml.j2");
-const DAEMON_JSON: &str = include_str!("../../templates/docker/daemon.json.j2");
+const HOSTS_TOML: &str = include_str!("../../../templates/containerd/hosts.toml.j2");
+const DAEMON_JSON: &str = include_str!("../../../templates/docker/daemon.json.j2");
 
 /// Where nodes reach the mirror, and how to trust it.
 #[derive(Debug, Clone)]
