@@ -12,22 +12,30 @@
 //! The header must be written before the whole-file hash can start, and it holds the total
 //! length, which depends on the manifest's length. Digests have a fixed textual length, so the
 //! manifest's length is known as soon as the stream is written, before the blob digests are.
+//!
+//! Files: the inputs, options and [`write_bundle`] here (the plan of regions, the header,
+//! manifest, signature and trailer); phase 1 in `stream`, phase 2 in `blobs`.
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
-use std::sync::{Arc, Mutex};
+use std::sync::mpsc::sync_channel;
 
-use crate::digest::{Digest, Hasher, CHUNK};
+use crate::digest::Digest;
 use crate::elf::{self, ElfError};
-use crate::io::{read_full, HashingReader};
+use crate::io::read_full;
 use crate::keys::SigningKey;
 use crate::layout::{Header, Trailer, HEADER_LEN, SIGNATURE_BLOCK_LEN, TRAILER_LEN};
-use crate::manifest::{Blob, BundleInfo, Data, Entry, Frame, Image, Manifest, ManifestError, Region};
+use crate::manifest::{Blob, BundleInfo, Data, Entry, Image, Manifest, ManifestError, Region};
 use crate::{signed_message, Progress, FORMAT_VERSION};
+
+mod blobs;
+mod stream;
+
+use blobs::{copy_blob, hash_whole_file};
+use stream::write_stream;
 
 /// One thing to put in the bundle.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -410,282 +418,4 @@ pub fn resign(bundle: &[u8], manifest: &Manifest, key: &SigningKey) -> Vec<u8> {
 
 fn stopped() -> io::Error {
     io::Error::other("a worker thread stopped early")
-}
-
-/// Hash `[0, blobs_offset)` from the file, then every chunk sent on `rx`, in order.
-fn hash_whole_file(out: &File, blobs_offset: u64, rx: Receiver<Vec<u8>>) -> io::Result<Digest> {
-    let mut h = Hasher::new();
-    let mut buf = vec![0u8; CHUNK];
-    let mut pos = 0;
-    while pos < blobs_offset {
-        let n = (blobs_offset - pos).min(CHUNK as u64) as usize;
-        out.read_exact_at(&mut buf[..n], pos)?;
-        h.update(&buf[..n]);
-        pos += n as u64;
-    }
-    for chunk in rx {
-        h.update(&chunk);
-    }
-    Ok(h.finish())
-}
-
-fn copy_blob(
-    out: &File,
-    source: &Path,
-    offset: u64,
-    size: u64,
-    at: u64,
-    hash_tx: &SyncSender<Vec<u8>>,
-    progress: &dyn Progress,
-) -> Result<Digest, WriteError> {
-    let read_err = |e| WriteError::Read {
-        path: source.to_path_buf(),
-        source: e,
-    };
-    let mut file = File::open(source).map_err(read_err)?;
-    file.seek(SeekFrom::Start(offset)).map_err(read_err)?;
-    // A source that is a whole file must not have grown since it was planned; a region of a
-    // larger file (a base bundle's blob) ends where the region ends.
-    let whole_file = offset == 0;
-    let len = file.metadata().map_err(read_err)?.len();
-    if whole_file && len != size {
-        return Err(WriteError::Changed {
-            path: source.to_path_buf(),
-            expected: size,
-        });
-    }
-    let mut f = file.take(size);
-    let mut h = Hasher::new();
-    let mut done = 0u64;
-    loop {
-        let mut buf = vec![0u8; CHUNK];
-        let n = read_full(&mut f, &mut buf).map_err(read_err)?;
-        if n == 0 {
-            break;
-        }
-        buf.truncate(n);
-        h.update(&buf);
-        out.write_all_at(&buf, at + done).map_err(WriteError::Write)?;
-        done += n as u64;
-        progress.advance(n as u64);
-        hash_tx.send(buf).map_err(|_| WriteError::Write(stopped()))?;
-    }
-    if done != size {
-        return Err(WriteError::Changed {
-            path: source.to_path_buf(),
-            expected: size,
-        });
-    }
-    Ok(h.finish())
-}
-
-struct Stream {
-    frames: Vec<Frame>,
-    /// (offset in the uncompressed stream, digest) of each compressed file, in path order.
-    files: Vec<(u64, Digest)>,
-    raw_len: u64,
-}
-
-type Compressed = io::Result<(u64, Vec<u8>, u64, Digest)>;
-
-fn write_stream(
-    out: &File,
-    stream_offset: u64,
-    entries: &[&InputEntry],
-    opts: &Options,
-    progress: &dyn Progress,
-) -> Result<Stream, WriteError> {
-    let total: u64 = entries
-        .iter()
-        .map(|e| match e {
-            InputEntry::File {
-                size, stored: false, ..
-            } => *size,
-            _ => 0,
-        })
-        .sum();
-    progress.phase("compress", total);
-    let threads = opts.threads.max(1);
-    let (work_tx, work_rx) = sync_channel::<(u64, Vec<u8>)>(threads * 2);
-    let work_rx = Arc::new(Mutex::new(work_rx));
-    let (done_tx, done_rx) = sync_channel::<Compressed>(threads * 2);
-
-    std::thread::scope(|s| {
-        let producer = s.spawn(move || produce_tar(entries, work_tx, opts, progress));
-        for _ in 0..threads {
-            let (rx, tx) = (Arc::clone(&work_rx), done_tx.clone());
-            s.spawn(move || compress_frames(&rx, &tx, opts.level));
-        }
-        // Only the workers may hold the queue: if they all stop, the producer must see it.
-        drop(work_rx);
-        drop(done_tx);
-
-        let mut frames = Vec::new();
-        let mut pending = BTreeMap::new();
-        let mut pos = stream_offset;
-        let mut failure = None;
-        for result in &done_rx {
-            match result {
-                Ok((seq, frame, raw, digest)) => {
-                    pending.insert(seq, (frame, raw, digest));
-                }
-                Err(e) => {
-                    failure = Some(WriteError::Write(e));
-                    break;
-                }
-            }
-            while let Some((frame, raw, digest)) = pending.remove(&(frames.len() as u64)) {
-                if let Err(e) = out.write_all_at(&frame, pos) {
-                    failure = Some(WriteError::Write(e));
-                    break;
-                }
-                pos += frame.len() as u64;
-                frames.push(Frame {
-                    size: frame.len() as u64,
-                    raw_size: raw,
-                    sha256: digest,
-                });
-            }
-            if failure.is_some() {
-                break;
-            }
-        }
-        drop(done_rx);
-        let produced = producer.join().expect("the tar thread does not panic");
-        // A failed frame write explains the producer's "stopped early" better than the reverse.
-        if let Some(e) = failure {
-            return Err(e);
-        }
-        let (files, raw_len) = produced?;
-        assert!(pending.is_empty(), "every frame was written in order");
-        Ok(Stream { frames, files, raw_len })
-    })
-}
-
-fn compress_frames(rx: &Mutex<Receiver<(u64, Vec<u8>)>>, tx: &SyncSender<Compressed>, level: i32) {
-    let mut compressor = match zstd::bulk::Compressor::new(level) {
-        Ok(c) => c,
-        Err(e) => {
-            let _ = tx.send(Err(e));
-            return;
-        }
-    };
-    loop {
-        let next = rx.lock().expect("no thread panics holding the queue").recv();
-        let Ok((seq, raw)) = next else { return };
-        let result = compressor.compress(&raw).map(|frame| {
-            let digest = Digest::of(&frame);
-            (seq, frame, raw.len() as u64, digest)
-        });
-        if tx.send(result).is_err() {
-            return;
-        }
-    }
-}
-
-/// Writes the tar stream into fixed-size chunks handed to the compressors.
-struct ChunkSink {
-    buf: Vec<u8>,
-    frame_size: usize,
-    seq: u64,
-    written: u64,
-    tx: SyncSender<(u64, Vec<u8>)>,
-}
-
-impl ChunkSink {
-    fn flush_chunk(&mut self) -> io::Result<()> {
-        if self.buf.is_empty() {
-            return Ok(());
-        }
-        let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(self.frame_size));
-        self.tx.send((self.seq, chunk)).map_err(|_| stopped())?;
-        self.seq += 1;
-        Ok(())
-    }
-}
-
-impl Write for ChunkSink {
-    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        let n = data.len().min(self.frame_size - self.buf.len());
-        self.buf.extend_from_slice(&data[..n]);
-        self.written += n as u64;
-        if self.buf.len() == self.frame_size {
-            self.flush_chunk()?;
-        }
-        Ok(n)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-fn produce_tar(
-    entries: &[&InputEntry],
-    tx: SyncSender<(u64, Vec<u8>)>,
-    opts: &Options,
-    progress: &dyn Progress,
-) -> Result<(Vec<(u64, Digest)>, u64), WriteError> {
-    let sink = ChunkSink {
-        buf: Vec::with_capacity(opts.frame_size),
-        frame_size: opts.frame_size,
-        seq: 0,
-        written: 0,
-        tx,
-    };
-    let mut tar = tar::Builder::new(sink);
-    let mut files = Vec::new();
-    let header = |kind: tar::EntryType, mode: u32, size: u64| {
-        let mut h = tar::Header::new_gnu();
-        h.set_entry_type(kind);
-        h.set_mode(mode & 0o7777);
-        h.set_size(size);
-        h.set_mtime(opts.mtime);
-        h.set_uid(0);
-        h.set_gid(0);
-        h
-    };
-    let werr = WriteError::Write;
-    for e in entries {
-        match e {
-            InputEntry::Dir { path, mode } => {
-                let mut h = header(tar::EntryType::Directory, *mode, 0);
-                tar.append_data(&mut h, format!("{path}/"), io::empty()).map_err(werr)?;
-            }
-            InputEntry::Symlink { path, target } => {
-                let mut h = header(tar::EntryType::Symlink, 0o777, 0);
-                tar.append_link(&mut h, path, target).map_err(werr)?;
-            }
-            InputEntry::File { stored: true, .. } => {}
-            InputEntry::File {
-                path,
-                mode,
-                source,
-                size,
-                stored: false,
-            } => {
-                let file = File::open(source).map_err(|e| WriteError::Read {
-                    path: source.clone(),
-                    source: e,
-                })?;
-                let mut reader = HashingReader::new(file.take(*size)).with_progress(progress);
-                let mut h = header(tar::EntryType::Regular, *mode, *size);
-                tar.append_data(&mut h, path, &mut reader)
-                    .map_err(|e| WriteError::Read {
-                        path: source.clone(),
-                        source: e,
-                    })?;
-                if reader.len() != *size {
-                    return Err(WriteError::Changed {
-                        path: source.clone(),
-                        expected: *size,
-                    });
-                }
-                let end = tar.get_ref().written;
-                files.push((end - size.div_ceil(512) * 512, reader.finish()));
-            }
-        }
-    }
-    let mut sink = tar.into_inner().map_err(werr)?;
-    sink.flush_chunk().map_err(werr)?;
-    Ok((files, sink.written))
 }
