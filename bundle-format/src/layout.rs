@@ -129,7 +129,8 @@ impl Trailer {
     /// The regions must follow each other with no gap and no overlap.
     pub fn check(&self) -> Result<(), LayoutError> {
         use LayoutError::Inconsistent;
-        if self.stream_offset != self.stub_len + HEADER_LEN {
+        // Checked: a hostile trailer's stub length near u64::MAX must be an error, not a panic.
+        if self.stub_len.checked_add(HEADER_LEN) != Some(self.stream_offset) {
             return Err(Inconsistent("the stream does not start right after the header"));
         }
         if !(self.stream_offset <= self.blobs_offset
@@ -219,5 +220,15 @@ mod tests {
         let mut t = sample();
         t.total_len += 1;
         assert!(Trailer::decode(&t.encode(), 0).is_err());
+    }
+
+    #[test]
+    fn a_stub_length_that_overflows_is_an_error_not_a_panic() {
+        let mut t = sample();
+        t.stub_len = u64::MAX - 10;
+        assert_eq!(
+            Trailer::decode(&t.encode(), 0).unwrap_err(),
+            LayoutError::Inconsistent("the stream does not start right after the header")
+        );
     }
 }
