@@ -23,6 +23,7 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use kubernetes::config::{Kubernetes, NameRules, KEYS as KUBERNETES_KEYS};
 use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
@@ -48,105 +49,6 @@ pub struct Clusterfile {
     pub kubernetes: Kubernetes,
     /// One per address, ranges expanded, in file order.
     pub hosts: Vec<Host>,
-}
-
-/// The `[kubernetes]` table: networks and names of a kubeadm cluster.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Kubernetes {
-    pub pod_cidr: Cidr,
-    pub service_cidr: Cidr,
-    pub dns_domain: String,
-    /// Where kubelets and kubectl reach the API servers: a name every master resolves to
-    /// itself and every node to its local balancer (127.0.0.1), or an address of the user's.
-    pub endpoint_host: String,
-    pub endpoint_port: u16,
-    /// More names and addresses for the API server certificate.
-    pub cert_sans: Vec<String>,
-}
-
-impl Default for Kubernetes {
-    fn default() -> Self {
-        Kubernetes {
-            pod_cidr: "10.244.0.0/16".parse().expect("valid"),
-            service_cidr: "10.96.0.0/12".parse().expect("valid"),
-            dns_domain: "cluster.local".into(),
-            endpoint_host: "apiserver.cluster.local".into(),
-            endpoint_port: 6443,
-            cert_sans: Vec::new(),
-        }
-    }
-}
-
-/// An IP network, `10.244.0.0/16`: host bits zero.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Cidr {
-    pub ip: IpAddr,
-    pub prefix: u8,
-}
-
-impl Cidr {
-    fn bits(ip: IpAddr) -> (u128, u8) {
-        match ip {
-            IpAddr::V4(a) => (u128::from(u32::from(a)), 32),
-            IpAddr::V6(a) => (u128::from(a), 128),
-        }
-    }
-
-    fn mask(&self) -> u128 {
-        let (_, width) = Cidr::bits(self.ip);
-        let host = u32::from(width - self.prefix);
-        let all = if width == 32 { u128::from(u32::MAX) } else { u128::MAX };
-        all & !(u128::MAX.checked_shr(128 - host).unwrap_or(0) & all)
-    }
-
-    pub fn contains(&self, ip: IpAddr) -> bool {
-        let (a, w1) = Cidr::bits(self.ip);
-        let (b, w2) = Cidr::bits(ip);
-        w1 == w2 && (a & self.mask()) == (b & self.mask())
-    }
-
-    pub fn overlaps(&self, other: &Cidr) -> bool {
-        self.contains(other.ip) || other.contains(self.ip)
-    }
-
-    /// The first address after the network address (`10.96.0.1` for `10.96.0.0/12`): the
-    /// `kubernetes` service's cluster IP.
-    pub fn first_host(&self) -> IpAddr {
-        match self.ip {
-            IpAddr::V4(a) => IpAddr::V4(Ipv4Addr::from(u32::from(a).wrapping_add(1))),
-            IpAddr::V6(a) => IpAddr::V6(std::net::Ipv6Addr::from(u128::from(a).wrapping_add(1))),
-        }
-    }
-}
-
-impl std::str::FromStr for Cidr {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Cidr, String> {
-        let (ip, prefix) = s.split_once('/').ok_or_else(|| "it has no /PREFIX".to_string())?;
-        let ip: IpAddr = ip.parse().map_err(|_| format!("`{ip}` is not an IP address"))?;
-        let width = if ip.is_ipv4() { 32 } else { 128 };
-        let prefix: u8 = prefix
-            .parse()
-            .ok()
-            .filter(|p| *p <= width && *p > 0)
-            .ok_or_else(|| format!("the prefix must be 1 to {width}"))?;
-        let c = Cidr { ip, prefix };
-        let (bits, _) = Cidr::bits(ip);
-        if bits & !c.mask() != 0 {
-            let net = match ip {
-                IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::from((bits & c.mask()) as u32)),
-                IpAddr::V6(_) => IpAddr::V6(std::net::Ipv6Addr::from(bits & c.mask())),
-            };
-            return Err(format!("host bits are set: the network is {net}/{prefix}"));
-        }
-        Ok(c)
-    }
-}
-
-impl fmt::Display for Cidr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.ip, self.prefix)
-    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -530,13 +432,6 @@ const SSH_KEYS: &[&str] = &[
     "connect_timeout_secs",
 ];
 const TOP_KEYS: &[&str] = &["name", "ssh", "registry", "env", "kubernetes", "hosts"];
-const KUBERNETES_KEYS: &[&str] = &[
-    "pod_cidr",
-    "service_cidr",
-    "dns_domain",
-    "control_plane_endpoint",
-    "cert_sans",
-];
 const REGISTRY_KEYS: &[&str] = &["host", "port"];
 const HOST_KEYS: &[&str] = &["addresses", "roles", "ssh", "hostname"];
 
@@ -966,87 +861,48 @@ impl Cx<'_> {
     }
 
     fn kubernetes(&mut self, t: &DeTable<'_>, hosts: &[Host]) -> Kubernetes {
+        let rules = NameRules {
+            dns_name: check_dns_name,
+            address: |s| Address::parse(s).map(drop),
+        };
         let mut k = Kubernetes::default();
         let mut at: BTreeMap<&str, &Spanned<DeValue<'_>>> = BTreeMap::new();
         for (key, _, v) in self.known(t, "[kubernetes]", KUBERNETES_KEYS) {
             at.insert(key, v);
-            match key {
-                "pod_cidr" | "service_cidr" => {
-                    let Some(s) = self.nonempty(key, v) else { continue };
-                    match s.parse::<Cidr>() {
-                        Ok(c) if key == "pod_cidr" => k.pod_cidr = c,
-                        Ok(c) => k.service_cidr = c,
-                        Err(reason) => self.invalid(
-                            key,
-                            v,
-                            &s,
-                            &reason,
-                            "write a network as ADDRESS/PREFIX, e.g. \"10.244.0.0/16\"",
-                        ),
-                    }
+            if key != "cert_sans" {
+                let Some(s) = self.nonempty(key, v) else { continue };
+                if let Err(why) = k.set(key, &s, &rules) {
+                    self.invalid(key, v, &s, &why.reason, why.hint);
                 }
-                "dns_domain" => {
-                    let Some(s) = self.nonempty(key, v) else { continue };
-                    match check_dns_name(&s) {
-                        Ok(()) => k.dns_domain = s.to_ascii_lowercase(),
-                        Err(reason) => {
-                            self.invalid(key, v, &s, &reason, "write a DNS domain such as \"cluster.local\"")
-                        }
-                    }
-                }
-                "control_plane_endpoint" => {
-                    let Some(s) = self.nonempty(key, v) else { continue };
-                    let parsed = s.rsplit_once(':').and_then(|(h, p)| {
-                        let port = p.parse::<u16>().ok().filter(|p| *p != 0)?;
-                        let host = h.trim_start_matches('[').trim_end_matches(']');
-                        Address::parse(host).ok()?;
-                        Some((host.to_string(), port))
-                    });
-                    match parsed {
-                        Some((h, p)) => (k.endpoint_host, k.endpoint_port) = (h, p),
-                        None => self.invalid(key, v, &s, "it is not HOST:PORT", "e.g. \"apiserver.cluster.local:6443\" (the default: nodes reach it through their local balancer)"),
-                    }
-                }
-                _ => {
-                    let Some(items) = v.get_ref().as_array() else {
-                        self.wrong_type(key, v, "an array of strings");
-                        continue;
-                    };
-                    for item in items.iter() {
-                        let Some(s) = self.nonempty(key, item) else { continue };
-                        match Address::parse(&s) {
-                            Ok(_) => k.cert_sans.push(s),
-                            Err(reason) => self.invalid(key, item, &s, &reason, "write a DNS name or an IP address"),
-                        }
-                    }
+                continue;
+            }
+            let Some(items) = v.get_ref().as_array() else {
+                self.wrong_type(key, v, "an array of strings");
+                continue;
+            };
+            for item in items.iter() {
+                let Some(s) = self.nonempty(key, item) else { continue };
+                if let Err(why) = k.add_cert_san(&s, &rules) {
+                    self.invalid(key, item, &s, &why.reason, why.hint);
                 }
             }
         }
-        if k.pod_cidr.overlaps(&k.service_cidr) {
+        if let Some(why) = k.overlap() {
             if let Some(v) = at.get("service_cidr").or(at.get("pod_cidr")).copied() {
-                let (pod, svc) = (k.pod_cidr, k.service_cidr);
-                self.invalid(
-                    "service_cidr",
-                    v,
-                    &svc.to_string(),
-                    &format!("it overlaps pod_cidr {pod}"),
-                    "pick two networks that do not overlap, e.g. pods 10.244.0.0/16 and services 10.96.0.0/12",
-                );
+                self.invalid("service_cidr", v, &k.service_cidr.to_string(), &why.reason, why.hint);
             }
         }
         for h in hosts {
             let Address::Ip(ip) = h.address else { continue };
-            for (key, c) in [("pod_cidr", k.pod_cidr), ("service_cidr", k.service_cidr)] {
-                if c.contains(ip) {
-                    let at = at.get(key).map_or_else(|| h.origin.clone(), |v| self.span(v.span()));
-                    self.push(ClusterfileError::InvalidValue {
-                        at,
-                        key: key.to_string(),
-                        value: c.to_string(),
-                        reason: format!("it contains the address of host {ip}: pods or services would shadow it"),
-                        hint: "choose a network that none of the hosts is in".to_string(),
-                    });
-                }
+            for (key, c, why) in k.shadowing(ip) {
+                let at = at.get(key).map_or_else(|| h.origin.clone(), |v| self.span(v.span()));
+                self.push(ClusterfileError::InvalidValue {
+                    at,
+                    key: key.to_string(),
+                    value: c.to_string(),
+                    reason: why.reason,
+                    hint: why.hint.to_string(),
+                });
             }
         }
         k
@@ -1892,7 +1748,7 @@ roles = ["node"]
         assert_eq!(k.cert_sans, ["k8s.example.com", "192.0.2.7"]);
         assert!(k.pod_cidr.contains("172.16.255.1".parse().unwrap()));
         assert!(!k.pod_cidr.contains("172.17.0.1".parse().unwrap()));
-        let v6: Cidr = "fd00:10::/108".parse().unwrap();
+        let v6: kubernetes::config::Cidr = "fd00:10::/108".parse().unwrap();
         assert_eq!(v6.first_host().to_string(), "fd00:10::1");
     }
 

@@ -21,4 +21,5 @@ pub mod verify;
 pub mod properties;
 
 mod clusterfile;
+mod kinds;
 mod remote;

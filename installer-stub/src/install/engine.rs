@@ -15,7 +15,7 @@ use anyhow::{bail, Context, Result};
 use bundle_format::manifest::Manifest;
 use bundle_format::Verified;
 
-use super::hooks::{self, BundleVars, ClusterVars, HookContext, HostVars, KubernetesVars, Paths, RegistryVars};
+use super::hooks::{self, BundleVars, ClusterVars, HookContext, HostVars, Paths, RegistryVars};
 use super::journal::{Journal, StepState};
 use super::payload::{self, Built};
 use super::plan::{self, Hook, Mode, Plan};
@@ -24,8 +24,10 @@ use super::probe;
 use super::transport::{last_lines, Connector, Remote};
 use super::{HostsFailed, Log};
 use crate::clusterfile::{Clusterfile, Host, Role};
+use crate::kinds::kubernetes::StubOs;
 use crate::node_config::{containerd_hosts, Mirror};
-use crate::pki;
+use kubernetes::pki;
+use kubernetes::vars::KubernetesVars;
 
 pub struct Setup<'a> {
     pub plan: &'a Plan,
@@ -375,9 +377,9 @@ impl<'a> Engine<'a> {
         )?;
         *self.stub.lock().expect("no panics while locked") = Some(stub);
         if self.s.plan.kubernetes {
-            let version = plan::kubernetes_version(&tree).map_err(anyhow::Error::msg)?;
+            let version = kubernetes::bundle::kubernetes_version(&tree)?;
             let dir = self.pki_dir();
-            let report = pki::ensure(&dir, &self.pki_spec())
+            let report = pki::ensure(&StubOs, &dir, &self.pki_spec())
                 .with_context(|| format!("failed to make the Kubernetes PKI in {}", dir.display()))?;
             log.say(
                 "",
@@ -934,7 +936,7 @@ impl<'a> Engine<'a> {
                     .map(|(h, f)| (f.trim().to_string(), h.trim().to_string()))
             })
             .collect();
-        let mut fetch = |rel: &str| -> Result<Vec<u8>> {
+        let mut fetch = |rel: &str| -> Result<Vec<u8>, Box<dyn std::error::Error + Send + Sync>> {
             Ok(r.run_ok(
                 "reading a certificate",
                 &format!("cat '/etc/kubernetes/pki/{rel}'\n"),

@@ -17,6 +17,7 @@
 use std::collections::BTreeMap;
 
 use anyhow::{bail, Context, Result};
+use kubernetes::vars::KubernetesVars;
 use minijinja::{Environment, UndefinedBehavior};
 use serde::Serialize;
 
@@ -34,21 +35,6 @@ pub struct HookContext {
     pub env: BTreeMap<String, String>,
     pub published: BTreeMap<String, String>,
     pub kubernetes: KubernetesVars,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct KubernetesVars {
-    pub version: String,
-    pub pod_cidr: String,
-    pub service_cidr: String,
-    pub service_ip: String,
-    pub dns_domain: String,
-    pub endpoint: String,
-    pub endpoint_host: String,
-    pub endpoint_port: u16,
-    pub cert_sans: Vec<String>,
-    pub ca_cert_hash: String,
-    pub apiservers: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]

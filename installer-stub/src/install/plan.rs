@@ -25,6 +25,8 @@ use bundle_format::manifest::{Entry, Launch, Manifest};
 use bundle_format::reference::Reference;
 use serde::Serialize;
 
+use kubernetes::bundle::KUBERNETES_TOML;
+
 use crate::clusterfile::{Clusterfile, Host, Role};
 use crate::remote::ssh::shell_quote;
 
@@ -358,28 +360,6 @@ pub fn make(
         kubernetes,
         hosts,
     })
-}
-
-/// The bundle file that makes a bundle a Kubernetes bundle.
-pub const KUBERNETES_TOML: &str = "kubernetes.toml";
-
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct KubernetesToml {
-    version: String,
-}
-
-/// The `version` in an unpacked bundle's `kubernetes.toml` (`tree` is the bundle's root).
-pub fn kubernetes_version(tree: &std::path::Path) -> Result<String, String> {
-    let path = tree.join(KUBERNETES_TOML);
-    let text = std::fs::read_to_string(&path).map_err(|e| format!("failed to read {}: {e}", path.display()))?;
-    let k: KubernetesToml = toml::from_str(&text).map_err(|e| {
-        format!(
-            "bundle file {KUBERNETES_TOML}: {}\n  hint: it holds one key, version = \"v1.35.1\"",
-            e.message()
-        )
-    })?;
-    Ok(k.version)
 }
 
 /// An address as the host part of `HOST:PORT` (IPv6 in brackets).
