@@ -23,9 +23,10 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use kubernetes::config::{Kubernetes, NameRules, KEYS as KUBERNETES_KEYS};
 use toml::de::{DeTable, DeValue};
 use toml::Spanned;
+
+use crate::kinds::Tables;
 
 /// The commented example printed by `init-config`.
 pub const TEMPLATE: &str = include_str!("../../templates/cluster.toml");
@@ -45,8 +46,8 @@ pub struct Clusterfile {
     pub ssh: SshSettings,
     pub registry: RegistryEndpoint,
     pub env: BTreeMap<String, String>,
-    /// `[kubernetes]`, defaults filled in: what the Kubernetes bundle's hooks and PKI use.
-    pub kubernetes: Kubernetes,
+    /// The tables bundle kinds own ([`crate::kinds::Tables`]), defaults filled in.
+    pub kinds: Tables,
     /// One per address, ranges expanded, in file order.
     pub hosts: Vec<Host>,
 }
@@ -431,11 +432,17 @@ const SSH_KEYS: &[&str] = &[
     "known_hosts",
     "connect_timeout_secs",
 ];
-const TOP_KEYS: &[&str] = &["name", "ssh", "registry", "env", "kubernetes", "hosts"];
+/// The top-level keys: the engine's, with the kinds' tables before `hosts`.
+fn top_keys() -> Vec<&'static str> {
+    let mut keys = vec!["name", "ssh", "registry", "env"];
+    keys.extend(Tables::NAMES);
+    keys.push("hosts");
+    keys
+}
 const REGISTRY_KEYS: &[&str] = &["host", "port"];
 const HOST_KEYS: &[&str] = &["addresses", "roles", "ssh", "hostname"];
 
-struct Cx<'a> {
+pub(crate) struct Cx<'a> {
     file: &'a Path,
     text: &'a str,
     /// Byte offset of every line's start: positions are found by binary search, not by
@@ -446,7 +453,7 @@ struct Cx<'a> {
 }
 
 impl Cx<'_> {
-    fn span(&self, r: Range<usize>) -> Span {
+    pub(crate) fn span(&self, r: Range<usize>) -> Span {
         let offset = floor_char_boundary(self.text, r.start.min(self.text.len()));
         let line = self.line_starts.partition_point(|&start| start <= offset);
         let line_start = self.line_starts[line - 1];
@@ -467,12 +474,12 @@ impl Cx<'_> {
         ClusterfileErrors(self.errors)
     }
 
-    fn push(&mut self, e: ClusterfileError) {
+    pub(crate) fn push(&mut self, e: ClusterfileError) {
         self.errors.push(e);
     }
 
     /// Checks a table's keys; returns the known entries. Unknown keys and password keys are errors.
-    fn known<'t, 'i>(
+    pub(crate) fn known<'t, 'i>(
         &mut self,
         table: &'t DeTable<'i>,
         name: &str,
@@ -501,7 +508,7 @@ impl Cx<'_> {
         out
     }
 
-    fn wrong_type(&mut self, key: &str, v: &Spanned<DeValue<'_>>, expected: &'static str) {
+    pub(crate) fn wrong_type(&mut self, key: &str, v: &Spanned<DeValue<'_>>, expected: &'static str) {
         self.push(ClusterfileError::WrongType {
             at: self.span(v.span()),
             key: key.to_owned(),
@@ -520,7 +527,7 @@ impl Cx<'_> {
         }
     }
 
-    fn nonempty(&mut self, key: &str, v: &Spanned<DeValue<'_>>) -> Option<String> {
+    pub(crate) fn nonempty(&mut self, key: &str, v: &Spanned<DeValue<'_>>) -> Option<String> {
         let s = self.string(key, v)?;
         if s.trim().is_empty() {
             self.invalid(key, v, &s, "it is empty", "give a value or leave the key out");
@@ -561,7 +568,7 @@ impl Cx<'_> {
         }
     }
 
-    fn invalid(&mut self, key: &str, v: &Spanned<DeValue<'_>>, value: &str, reason: &str, hint: &str) {
+    pub(crate) fn invalid(&mut self, key: &str, v: &Spanned<DeValue<'_>>, value: &str, reason: &str, hint: &str) {
         // A password typed where a variable name belongs must not reach a terminal or a log.
         let lower = key.to_ascii_lowercase();
         let secret = ["password", "secret", "token", "key"].iter().any(|w| lower.contains(w));
@@ -619,7 +626,7 @@ impl Cx<'_> {
         Some(s)
     }
 
-    fn table<'t, 'i>(&mut self, key: &str, v: &'t Spanned<DeValue<'i>>) -> Option<&'t DeTable<'i>> {
+    pub(crate) fn table<'t, 'i>(&mut self, key: &str, v: &'t Spanned<DeValue<'i>>) -> Option<&'t DeTable<'i>> {
         let t = v.get_ref().as_table();
         if t.is_none() {
             self.wrong_type(key, v, "a table");
@@ -728,7 +735,7 @@ impl Cx<'_> {
     }
 
     fn clusterfile(&mut self, root: &Spanned<DeTable<'_>>) -> Option<Clusterfile> {
-        let top = self.known(root.get_ref(), "the top level", TOP_KEYS);
+        let top = self.known(root.get_ref(), "the top level", &top_keys());
         let get = |name: &str| {
             top.iter()
                 .find(|(k, _, _)| *k == name)
@@ -790,10 +797,12 @@ impl Cx<'_> {
         }
 
         let hosts = self.hosts(get("hosts"), &defaults);
-        let kubernetes = match get("kubernetes").and_then(|(_, v)| self.table("kubernetes", v)) {
-            Some(t) => self.kubernetes(t, hosts.as_deref().unwrap_or(&[])),
-            None => Kubernetes::default(),
-        };
+        let mut kinds = Tables::default();
+        for name in Tables::NAMES {
+            if let Some(t) = get(name).and_then(|(_, v)| self.table(name, v)) {
+                kinds.parse(self, name, t, hosts.as_deref().unwrap_or(&[]));
+            }
+        }
 
         let mut registry_host: Option<At<Address>> = None;
         let mut registry_port = Some(5000);
@@ -855,57 +864,9 @@ impl Cx<'_> {
                 port: registry_port?,
             },
             env,
-            kubernetes,
+            kinds,
             hosts,
         })
-    }
-
-    fn kubernetes(&mut self, t: &DeTable<'_>, hosts: &[Host]) -> Kubernetes {
-        let rules = NameRules {
-            dns_name: check_dns_name,
-            address: |s| Address::parse(s).map(drop),
-        };
-        let mut k = Kubernetes::default();
-        let mut at: BTreeMap<&str, &Spanned<DeValue<'_>>> = BTreeMap::new();
-        for (key, _, v) in self.known(t, "[kubernetes]", KUBERNETES_KEYS) {
-            at.insert(key, v);
-            if key != "cert_sans" {
-                let Some(s) = self.nonempty(key, v) else { continue };
-                if let Err(why) = k.set(key, &s, &rules) {
-                    self.invalid(key, v, &s, &why.reason, why.hint);
-                }
-                continue;
-            }
-            let Some(items) = v.get_ref().as_array() else {
-                self.wrong_type(key, v, "an array of strings");
-                continue;
-            };
-            for item in items.iter() {
-                let Some(s) = self.nonempty(key, item) else { continue };
-                if let Err(why) = k.add_cert_san(&s, &rules) {
-                    self.invalid(key, item, &s, &why.reason, why.hint);
-                }
-            }
-        }
-        if let Some(why) = k.overlap() {
-            if let Some(v) = at.get("service_cidr").or(at.get("pod_cidr")).copied() {
-                self.invalid("service_cidr", v, &k.service_cidr.to_string(), &why.reason, why.hint);
-            }
-        }
-        for h in hosts {
-            let Address::Ip(ip) = h.address else { continue };
-            for (key, c, why) in k.shadowing(ip) {
-                let at = at.get(key).map_or_else(|| h.origin.clone(), |v| self.span(v.span()));
-                self.push(ClusterfileError::InvalidValue {
-                    at,
-                    key: key.to_string(),
-                    value: c.to_string(),
-                    reason: why.reason,
-                    hint: why.hint.to_string(),
-                });
-            }
-        }
-        k
     }
 
     fn hosts(
@@ -1098,7 +1059,7 @@ fn expand(s: &str) -> Result<Vec<Address>, AddressError> {
     Address::parse(s).map(|a| vec![a]).map_err(AddressError::Address)
 }
 
-fn check_dns_name(s: &str) -> Result<(), String> {
+pub(crate) fn check_dns_name(s: &str) -> Result<(), String> {
     let name = s.strip_suffix('.').unwrap_or(s);
     if name.is_empty() || name.len() > 253 {
         return Err("not a valid IP address or DNS name".into());
@@ -1124,7 +1085,7 @@ fn check_dns_name(s: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// RFC 1123 label: what Kubernetes names a namespace with.
+/// RFC 1123 label (a DNS label).
 fn is_dns_label(s: &str) -> bool {
     let b = s.as_bytes();
     (1..=63).contains(&b.len())
@@ -1177,7 +1138,7 @@ fn levenshtein(a: &str, b: &str) -> usize {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use ClusterfileError as E;
 
@@ -1185,7 +1146,7 @@ mod tests {
         Path::new("cluster.toml")
     }
 
-    fn ok(text: &str) -> Clusterfile {
+    pub(crate) fn ok(text: &str) -> Clusterfile {
         match parse_with_home(file(), text, Some("/home/op".into())) {
             Ok(c) => c,
             Err(e) => panic!("expected a valid Clusterfile, got:\n{e}"),
@@ -1200,7 +1161,7 @@ mod tests {
     }
 
     /// The single error of `text`, with its line and column.
-    fn one(text: &str) -> (ClusterfileError, usize, usize) {
+    pub(crate) fn one(text: &str) -> (ClusterfileError, usize, usize) {
         let mut all = errs(text);
         assert_eq!(all.len(), 1, "expected one error, got: {all:#?}");
         let e = all.remove(0);
@@ -1209,10 +1170,10 @@ mod tests {
     }
 
     const HOSTS: &str = "[[hosts]]\naddresses = [\"10.0.0.1\"]\nroles = [\"master\"]\n";
-    const MINIMAL: &str = "name = \"c\"\n[[hosts]]\naddresses = [\"10.0.0.1\"]\nroles = [\"master\"]\n";
+    pub(crate) const MINIMAL: &str = "name = \"c\"\n[[hosts]]\naddresses = [\"10.0.0.1\"]\nroles = [\"master\"]\n";
 
     /// `name`, then `tables`, then one master: tables' lines start at 2.
-    fn with(tables: &str) -> String {
+    pub(crate) fn with(tables: &str) -> String {
         format!("name = \"c\"\n{tables}{HOSTS}")
     }
 
@@ -1255,22 +1216,6 @@ mod tests {
             .unwrap()
             + 1;
         assert_eq!((node.origin.line, node.origin.column), (line, 14));
-        // The commented [kubernetes] example, uncommented, parses to its documented values.
-        let uncommented: String = TEMPLATE
-            .lines()
-            .map(|l| match l.strip_prefix("# ") {
-                Some(rest)
-                    if rest.starts_with("[kubernetes]") || KUBERNETES_KEYS.iter().any(|k| rest.starts_with(k)) =>
-                {
-                    rest
-                }
-                _ => l,
-            })
-            .map(|l| format!("{l}\n"))
-            .collect();
-        let c = parse_with_home(Path::new("cluster.toml"), &uncommented, Some("/home/op".into())).unwrap();
-        assert_eq!(c.kubernetes.cert_sans, ["k8s.example.com"]);
-        assert_eq!(c.kubernetes.pod_cidr, Kubernetes::default().pod_cidr);
     }
 
     #[test]
@@ -1726,48 +1671,5 @@ roles = ["node"]
             "{}",
             ClusterfileErrors(all)
         );
-    }
-
-    #[test]
-    fn kubernetes_defaults_and_settings() {
-        let c = ok(MINIMAL);
-        assert_eq!(c.kubernetes, Kubernetes::default());
-        assert_eq!(c.kubernetes.service_cidr.first_host().to_string(), "10.96.0.1");
-        let c = ok(&with(
-            "[kubernetes]\npod_cidr = \"172.16.0.0/16\"\nservice_cidr = \"172.17.0.0/20\"\ndns_domain = \"corp.local\"\ncontrol_plane_endpoint = \"k8s.corp:8443\"\ncert_sans = [\"k8s.example.com\", \"192.0.2.7\"]\n",
-        ));
-        let k = &c.kubernetes;
-        assert_eq!(
-            (k.pod_cidr.to_string(), k.service_cidr.to_string()),
-            ("172.16.0.0/16".into(), "172.17.0.0/20".into())
-        );
-        assert_eq!(
-            (k.endpoint_host.as_str(), k.endpoint_port, k.dns_domain.as_str()),
-            ("k8s.corp", 8443, "corp.local")
-        );
-        assert_eq!(k.cert_sans, ["k8s.example.com", "192.0.2.7"]);
-        assert!(k.pod_cidr.contains("172.16.255.1".parse().unwrap()));
-        assert!(!k.pod_cidr.contains("172.17.0.1".parse().unwrap()));
-        let v6: kubernetes::config::Cidr = "fd00:10::/108".parse().unwrap();
-        assert_eq!(v6.first_host().to_string(), "fd00:10::1");
-    }
-
-    #[test]
-    fn kubernetes_errors_point_at_the_value() {
-        let (e, line, col) = one(&with("[kubernetes]\npod_cidr = \"10.244.1.0/16\"\n"));
-        assert_eq!((line, col), (3, 12));
-        assert!(e.to_string().contains("the network is 10.244.0.0/16"), "{e}");
-        let (e, line, _) = one(&with("[kubernetes]\npod_cidr = \"10.96.0.0/16\"\n"));
-        assert_eq!(line, 3);
-        assert!(e.to_string().contains("overlaps pod_cidr"), "{e}");
-        let (e, line, _) = one(&with("[kubernetes]\nservice_cidr = \"10.0.0.0/24\"\n"));
-        assert_eq!(line, 3);
-        assert!(e.to_string().contains("contains the address of host 10.0.0.1"), "{e}");
-        let (e, _, _) = one(&with("[kubernetes]\ncontrol_plane_endpoint = \"apiserver\"\n"));
-        assert!(e.to_string().contains("not HOST:PORT"), "{e}");
-        let (e, _, _) = one(&with("[kubernetes]\ncert_sans = [\"bad name!\"]\n"));
-        assert!(e.to_string().contains("bad name!"), "{e}");
-        let (e, _, _) = one(&with("[kubernetes]\npod_cdir = \"10.1.0.0/16\"\n"));
-        assert!(e.to_string().contains("did you mean `pod_cidr`"), "{e}");
     }
 }

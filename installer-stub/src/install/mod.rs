@@ -26,6 +26,7 @@ use bundle_format::lock::{self, LockFile};
 
 use crate::cli::{AddNodeArgs, CheckArgs, InstallArgs, StatusArgs};
 use crate::clusterfile::{self, Clusterfile, Host};
+use crate::kinds;
 use crate::verify::{open_verified, own_path};
 use journal::{BundleRecord, Journal, StepState};
 use plan::Mode;
@@ -192,7 +193,9 @@ fn run(mode: Mode, args: &InstallArgs, only: &[String]) -> Result<()> {
             t
         }
     };
+    let kind = kinds::detect(&manifest);
     let plan = plan::make(
+        &*kind,
         mode,
         &cluster,
         &targets,
@@ -240,6 +243,7 @@ fn run(mode: Mode, args: &InstallArgs, only: &[String]) -> Result<()> {
         cluster: &cluster,
         targets: &targets,
         manifest: &manifest,
+        kind: &*kind,
         connector: &connector,
         journal,
         journal_path,
@@ -403,7 +407,9 @@ pub fn check(args: &CheckArgs) -> Result<()> {
         .iter()
         .filter(|h| journal.knows(&h.address.to_string()))
         .collect();
+    let kind = kinds::detect(&manifest);
     let plan = plan::make(
+        &*kind,
         Mode::Install,
         &cluster,
         &targets,
@@ -419,6 +425,7 @@ pub fn check(args: &CheckArgs) -> Result<()> {
         cluster: &cluster,
         targets: &targets,
         manifest: &manifest,
+        kind: &*kind,
         connector: &connector,
         journal,
         journal_path,
