@@ -26,6 +26,8 @@ use std::time::Duration;
 use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
+use crate::kinds::Tables;
+
 /// The commented example printed by `init-config`.
 pub const TEMPLATE: &str = include_str!("../../templates/cluster.toml");
 
@@ -44,109 +46,10 @@ pub struct Clusterfile {
     pub ssh: SshSettings,
     pub registry: RegistryEndpoint,
     pub env: BTreeMap<String, String>,
-    /// `[kubernetes]`, defaults filled in: what the Kubernetes bundle's hooks and PKI use.
-    pub kubernetes: Kubernetes,
+    /// The tables bundle kinds own ([`crate::kinds::Tables`]), defaults filled in.
+    pub kinds: Tables,
     /// One per address, ranges expanded, in file order.
     pub hosts: Vec<Host>,
-}
-
-/// The `[kubernetes]` table: networks and names of a kubeadm cluster.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Kubernetes {
-    pub pod_cidr: Cidr,
-    pub service_cidr: Cidr,
-    pub dns_domain: String,
-    /// Where kubelets and kubectl reach the API servers: a name every master resolves to
-    /// itself and every node to its local balancer (127.0.0.1), or an address of the user's.
-    pub endpoint_host: String,
-    pub endpoint_port: u16,
-    /// More names and addresses for the API server certificate.
-    pub cert_sans: Vec<String>,
-}
-
-impl Default for Kubernetes {
-    fn default() -> Self {
-        Kubernetes {
-            pod_cidr: "10.244.0.0/16".parse().expect("valid"),
-            service_cidr: "10.96.0.0/12".parse().expect("valid"),
-            dns_domain: "cluster.local".into(),
-            endpoint_host: "apiserver.cluster.local".into(),
-            endpoint_port: 6443,
-            cert_sans: Vec::new(),
-        }
-    }
-}
-
-/// An IP network, `10.244.0.0/16`: host bits zero.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Cidr {
-    pub ip: IpAddr,
-    pub prefix: u8,
-}
-
-impl Cidr {
-    fn bits(ip: IpAddr) -> (u128, u8) {
-        match ip {
-            IpAddr::V4(a) => (u128::from(u32::from(a)), 32),
-            IpAddr::V6(a) => (u128::from(a), 128),
-        }
-    }
-
-    fn mask(&self) -> u128 {
-        let (_, width) = Cidr::bits(self.ip);
-        let host = u32::from(width - self.prefix);
-        let all = if width == 32 { u128::from(u32::MAX) } else { u128::MAX };
-        all & !(u128::MAX.checked_shr(128 - host).unwrap_or(0) & all)
-    }
-
-    pub fn contains(&self, ip: IpAddr) -> bool {
-        let (a, w1) = Cidr::bits(self.ip);
-        let (b, w2) = Cidr::bits(ip);
-        w1 == w2 && (a & self.mask()) == (b & self.mask())
-    }
-
-    pub fn overlaps(&self, other: &Cidr) -> bool {
-        self.contains(other.ip) || other.contains(self.ip)
-    }
-
-    /// The first address after the network address (`10.96.0.1` for `10.96.0.0/12`): the
-    /// `kubernetes` service's cluster IP.
-    pub fn first_host(&self) -> IpAddr {
-        match self.ip {
-            IpAddr::V4(a) => IpAddr::V4(Ipv4Addr::from(u32::from(a).wrapping_add(1))),
-            IpAddr::V6(a) => IpAddr::V6(std::net::Ipv6Addr::from(u128::from(a).wrapping_add(1))),
-        }
-    }
-}
-
-impl std::str::FromStr for Cidr {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Cidr, String> {
-        let (ip, prefix) = s.split_once('/').ok_or_else(|| "it has no /PREFIX".to_string())?;
-        let ip: IpAddr = ip.parse().map_err(|_| format!("`{ip}` is not an IP address"))?;
-        let width = if ip.is_ipv4() { 32 } else { 128 };
-        let prefix: u8 = prefix
-            .parse()
-            .ok()
-            .filter(|p| *p <= width && *p > 0)
-            .ok_or_else(|| format!("the prefix must be 1 to {width}"))?;
-        let c = Cidr { ip, prefix };
-        let (bits, _) = Cidr::bits(ip);
-        if bits & !c.mask() != 0 {
-            let net = match ip {
-                IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::from((bits & c.mask()) as u32)),
-                IpAddr::V6(_) => IpAddr::V6(std::net::Ipv6Addr::from(bits & c.mask())),
-            };
-            return Err(format!("host bits are set: the network is {net}/{prefix}"));
-        }
-        Ok(c)
-    }
-}
-
-impl fmt::Display for Cidr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.ip, self.prefix)
-    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -529,18 +432,17 @@ const SSH_KEYS: &[&str] = &[
     "known_hosts",
     "connect_timeout_secs",
 ];
-const TOP_KEYS: &[&str] = &["name", "ssh", "registry", "env", "kubernetes", "hosts"];
-const KUBERNETES_KEYS: &[&str] = &[
-    "pod_cidr",
-    "service_cidr",
-    "dns_domain",
-    "control_plane_endpoint",
-    "cert_sans",
-];
+/// The top-level keys: the engine's, with the kinds' tables before `hosts`.
+fn top_keys() -> Vec<&'static str> {
+    let mut keys = vec!["name", "ssh", "registry", "env"];
+    keys.extend(Tables::NAMES);
+    keys.push("hosts");
+    keys
+}
 const REGISTRY_KEYS: &[&str] = &["host", "port"];
 const HOST_KEYS: &[&str] = &["addresses", "roles", "ssh", "hostname"];
 
-struct Cx<'a> {
+pub(crate) struct Cx<'a> {
     file: &'a Path,
     text: &'a str,
     /// Byte offset of every line's start: positions are found by binary search, not by
@@ -551,7 +453,7 @@ struct Cx<'a> {
 }
 
 impl Cx<'_> {
-    fn span(&self, r: Range<usize>) -> Span {
+    pub(crate) fn span(&self, r: Range<usize>) -> Span {
         let offset = floor_char_boundary(self.text, r.start.min(self.text.len()));
         let line = self.line_starts.partition_point(|&start| start <= offset);
         let line_start = self.line_starts[line - 1];
@@ -572,12 +474,12 @@ impl Cx<'_> {
         ClusterfileErrors(self.errors)
     }
 
-    fn push(&mut self, e: ClusterfileError) {
+    pub(crate) fn push(&mut self, e: ClusterfileError) {
         self.errors.push(e);
     }
 
     /// Checks a table's keys; returns the known entries. Unknown keys and password keys are errors.
-    fn known<'t, 'i>(
+    pub(crate) fn known<'t, 'i>(
         &mut self,
         table: &'t DeTable<'i>,
         name: &str,
@@ -606,7 +508,7 @@ impl Cx<'_> {
         out
     }
 
-    fn wrong_type(&mut self, key: &str, v: &Spanned<DeValue<'_>>, expected: &'static str) {
+    pub(crate) fn wrong_type(&mut self, key: &str, v: &Spanned<DeValue<'_>>, expected: &'static str) {
         self.push(ClusterfileError::WrongType {
             at: self.span(v.span()),
             key: key.to_owned(),
@@ -625,7 +527,7 @@ impl Cx<'_> {
         }
     }
 
-    fn nonempty(&mut self, key: &str, v: &Spanned<DeValue<'_>>) -> Option<String> {
+    pub(crate) fn nonempty(&mut self, key: &str, v: &Spanned<DeValue<'_>>) -> Option<String> {
         let s = self.string(key, v)?;
         if s.trim().is_empty() {
             self.invalid(key, v, &s, "it is empty", "give a value or leave the key out");
@@ -666,7 +568,7 @@ impl Cx<'_> {
         }
     }
 
-    fn invalid(&mut self, key: &str, v: &Spanned<DeValue<'_>>, value: &str, reason: &str, hint: &str) {
+    pub(crate) fn invalid(&mut self, key: &str, v: &Spanned<DeValue<'_>>, value: &str, reason: &str, hint: &str) {
         // A password typed where a variable name belongs must not reach a terminal or a log.
         let lower = key.to_ascii_lowercase();
         let secret = ["password", "secret", "token", "key"].iter().any(|w| lower.contains(w));
@@ -724,7 +626,7 @@ impl Cx<'_> {
         Some(s)
     }
 
-    fn table<'t, 'i>(&mut self, key: &str, v: &'t Spanned<DeValue<'i>>) -> Option<&'t DeTable<'i>> {
+    pub(crate) fn table<'t, 'i>(&mut self, key: &str, v: &'t Spanned<DeValue<'i>>) -> Option<&'t DeTable<'i>> {
         let t = v.get_ref().as_table();
         if t.is_none() {
             self.wrong_type(key, v, "a table");
@@ -833,7 +735,7 @@ impl Cx<'_> {
     }
 
     fn clusterfile(&mut self, root: &Spanned<DeTable<'_>>) -> Option<Clusterfile> {
-        let top = self.known(root.get_ref(), "the top level", TOP_KEYS);
+        let top = self.known(root.get_ref(), "the top level", &top_keys());
         let get = |name: &str| {
             top.iter()
                 .find(|(k, _, _)| *k == name)
@@ -895,10 +797,12 @@ impl Cx<'_> {
         }
 
         let hosts = self.hosts(get("hosts"), &defaults);
-        let kubernetes = match get("kubernetes").and_then(|(_, v)| self.table("kubernetes", v)) {
-            Some(t) => self.kubernetes(t, hosts.as_deref().unwrap_or(&[])),
-            None => Kubernetes::default(),
-        };
+        let mut kinds = Tables::default();
+        for name in Tables::NAMES {
+            if let Some(t) = get(name).and_then(|(_, v)| self.table(name, v)) {
+                kinds.parse(self, name, t, hosts.as_deref().unwrap_or(&[]));
+            }
+        }
 
         let mut registry_host: Option<At<Address>> = None;
         let mut registry_port = Some(5000);
@@ -960,96 +864,9 @@ impl Cx<'_> {
                 port: registry_port?,
             },
             env,
-            kubernetes,
+            kinds,
             hosts,
         })
-    }
-
-    fn kubernetes(&mut self, t: &DeTable<'_>, hosts: &[Host]) -> Kubernetes {
-        let mut k = Kubernetes::default();
-        let mut at: BTreeMap<&str, &Spanned<DeValue<'_>>> = BTreeMap::new();
-        for (key, _, v) in self.known(t, "[kubernetes]", KUBERNETES_KEYS) {
-            at.insert(key, v);
-            match key {
-                "pod_cidr" | "service_cidr" => {
-                    let Some(s) = self.nonempty(key, v) else { continue };
-                    match s.parse::<Cidr>() {
-                        Ok(c) if key == "pod_cidr" => k.pod_cidr = c,
-                        Ok(c) => k.service_cidr = c,
-                        Err(reason) => self.invalid(
-                            key,
-                            v,
-                            &s,
-                            &reason,
-                            "write a network as ADDRESS/PREFIX, e.g. \"10.244.0.0/16\"",
-                        ),
-                    }
-                }
-                "dns_domain" => {
-                    let Some(s) = self.nonempty(key, v) else { continue };
-                    match check_dns_name(&s) {
-                        Ok(()) => k.dns_domain = s.to_ascii_lowercase(),
-                        Err(reason) => {
-                            self.invalid(key, v, &s, &reason, "write a DNS domain such as \"cluster.local\"")
-                        }
-                    }
-                }
-                "control_plane_endpoint" => {
-                    let Some(s) = self.nonempty(key, v) else { continue };
-                    let parsed = s.rsplit_once(':').and_then(|(h, p)| {
-                        let port = p.parse::<u16>().ok().filter(|p| *p != 0)?;
-                        let host = h.trim_start_matches('[').trim_end_matches(']');
-                        Address::parse(host).ok()?;
-                        Some((host.to_string(), port))
-                    });
-                    match parsed {
-                        Some((h, p)) => (k.endpoint_host, k.endpoint_port) = (h, p),
-                        None => self.invalid(key, v, &s, "it is not HOST:PORT", "e.g. \"apiserver.cluster.local:6443\" (the default: nodes reach it through their local balancer)"),
-                    }
-                }
-                _ => {
-                    let Some(items) = v.get_ref().as_array() else {
-                        self.wrong_type(key, v, "an array of strings");
-                        continue;
-                    };
-                    for item in items.iter() {
-                        let Some(s) = self.nonempty(key, item) else { continue };
-                        match Address::parse(&s) {
-                            Ok(_) => k.cert_sans.push(s),
-                            Err(reason) => self.invalid(key, item, &s, &reason, "write a DNS name or an IP address"),
-                        }
-                    }
-                }
-            }
-        }
-        if k.pod_cidr.overlaps(&k.service_cidr) {
-            if let Some(v) = at.get("service_cidr").or(at.get("pod_cidr")).copied() {
-                let (pod, svc) = (k.pod_cidr, k.service_cidr);
-                self.invalid(
-                    "service_cidr",
-                    v,
-                    &svc.to_string(),
-                    &format!("it overlaps pod_cidr {pod}"),
-                    "pick two networks that do not overlap, e.g. pods 10.244.0.0/16 and services 10.96.0.0/12",
-                );
-            }
-        }
-        for h in hosts {
-            let Address::Ip(ip) = h.address else { continue };
-            for (key, c) in [("pod_cidr", k.pod_cidr), ("service_cidr", k.service_cidr)] {
-                if c.contains(ip) {
-                    let at = at.get(key).map_or_else(|| h.origin.clone(), |v| self.span(v.span()));
-                    self.push(ClusterfileError::InvalidValue {
-                        at,
-                        key: key.to_string(),
-                        value: c.to_string(),
-                        reason: format!("it contains the address of host {ip}: pods or services would shadow it"),
-                        hint: "choose a network that none of the hosts is in".to_string(),
-                    });
-                }
-            }
-        }
-        k
     }
 
     fn hosts(
@@ -1242,7 +1059,7 @@ fn expand(s: &str) -> Result<Vec<Address>, AddressError> {
     Address::parse(s).map(|a| vec![a]).map_err(AddressError::Address)
 }
 
-fn check_dns_name(s: &str) -> Result<(), String> {
+pub(crate) fn check_dns_name(s: &str) -> Result<(), String> {
     let name = s.strip_suffix('.').unwrap_or(s);
     if name.is_empty() || name.len() > 253 {
         return Err("not a valid IP address or DNS name".into());
@@ -1268,7 +1085,7 @@ fn check_dns_name(s: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// RFC 1123 label: what Kubernetes names a namespace with.
+/// RFC 1123 label (a DNS label).
 fn is_dns_label(s: &str) -> bool {
     let b = s.as_bytes();
     (1..=63).contains(&b.len())
@@ -1321,7 +1138,7 @@ fn levenshtein(a: &str, b: &str) -> usize {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use ClusterfileError as E;
 
@@ -1329,7 +1146,7 @@ mod tests {
         Path::new("cluster.toml")
     }
 
-    fn ok(text: &str) -> Clusterfile {
+    pub(crate) fn ok(text: &str) -> Clusterfile {
         match parse_with_home(file(), text, Some("/home/op".into())) {
             Ok(c) => c,
             Err(e) => panic!("expected a valid Clusterfile, got:\n{e}"),
@@ -1344,7 +1161,7 @@ mod tests {
     }
 
     /// The single error of `text`, with its line and column.
-    fn one(text: &str) -> (ClusterfileError, usize, usize) {
+    pub(crate) fn one(text: &str) -> (ClusterfileError, usize, usize) {
         let mut all = errs(text);
         assert_eq!(all.len(), 1, "expected one error, got: {all:#?}");
         let e = all.remove(0);
@@ -1353,10 +1170,10 @@ mod tests {
     }
 
     const HOSTS: &str = "[[hosts]]\naddresses = [\"10.0.0.1\"]\nroles = [\"master\"]\n";
-    const MINIMAL: &str = "name = \"c\"\n[[hosts]]\naddresses = [\"10.0.0.1\"]\nroles = [\"master\"]\n";
+    pub(crate) const MINIMAL: &str = "name = \"c\"\n[[hosts]]\naddresses = [\"10.0.0.1\"]\nroles = [\"master\"]\n";
 
     /// `name`, then `tables`, then one master: tables' lines start at 2.
-    fn with(tables: &str) -> String {
+    pub(crate) fn with(tables: &str) -> String {
         format!("name = \"c\"\n{tables}{HOSTS}")
     }
 
@@ -1399,22 +1216,6 @@ mod tests {
             .unwrap()
             + 1;
         assert_eq!((node.origin.line, node.origin.column), (line, 14));
-        // The commented [kubernetes] example, uncommented, parses to its documented values.
-        let uncommented: String = TEMPLATE
-            .lines()
-            .map(|l| match l.strip_prefix("# ") {
-                Some(rest)
-                    if rest.starts_with("[kubernetes]") || KUBERNETES_KEYS.iter().any(|k| rest.starts_with(k)) =>
-                {
-                    rest
-                }
-                _ => l,
-            })
-            .map(|l| format!("{l}\n"))
-            .collect();
-        let c = parse_with_home(Path::new("cluster.toml"), &uncommented, Some("/home/op".into())).unwrap();
-        assert_eq!(c.kubernetes.cert_sans, ["k8s.example.com"]);
-        assert_eq!(c.kubernetes.pod_cidr, Kubernetes::default().pod_cidr);
     }
 
     #[test]
@@ -1870,48 +1671,5 @@ roles = ["node"]
             "{}",
             ClusterfileErrors(all)
         );
-    }
-
-    #[test]
-    fn kubernetes_defaults_and_settings() {
-        let c = ok(MINIMAL);
-        assert_eq!(c.kubernetes, Kubernetes::default());
-        assert_eq!(c.kubernetes.service_cidr.first_host().to_string(), "10.96.0.1");
-        let c = ok(&with(
-            "[kubernetes]\npod_cidr = \"172.16.0.0/16\"\nservice_cidr = \"172.17.0.0/20\"\ndns_domain = \"corp.local\"\ncontrol_plane_endpoint = \"k8s.corp:8443\"\ncert_sans = [\"k8s.example.com\", \"192.0.2.7\"]\n",
-        ));
-        let k = &c.kubernetes;
-        assert_eq!(
-            (k.pod_cidr.to_string(), k.service_cidr.to_string()),
-            ("172.16.0.0/16".into(), "172.17.0.0/20".into())
-        );
-        assert_eq!(
-            (k.endpoint_host.as_str(), k.endpoint_port, k.dns_domain.as_str()),
-            ("k8s.corp", 8443, "corp.local")
-        );
-        assert_eq!(k.cert_sans, ["k8s.example.com", "192.0.2.7"]);
-        assert!(k.pod_cidr.contains("172.16.255.1".parse().unwrap()));
-        assert!(!k.pod_cidr.contains("172.17.0.1".parse().unwrap()));
-        let v6: Cidr = "fd00:10::/108".parse().unwrap();
-        assert_eq!(v6.first_host().to_string(), "fd00:10::1");
-    }
-
-    #[test]
-    fn kubernetes_errors_point_at_the_value() {
-        let (e, line, col) = one(&with("[kubernetes]\npod_cidr = \"10.244.1.0/16\"\n"));
-        assert_eq!((line, col), (3, 12));
-        assert!(e.to_string().contains("the network is 10.244.0.0/16"), "{e}");
-        let (e, line, _) = one(&with("[kubernetes]\npod_cidr = \"10.96.0.0/16\"\n"));
-        assert_eq!(line, 3);
-        assert!(e.to_string().contains("overlaps pod_cidr"), "{e}");
-        let (e, line, _) = one(&with("[kubernetes]\nservice_cidr = \"10.0.0.0/24\"\n"));
-        assert_eq!(line, 3);
-        assert!(e.to_string().contains("contains the address of host 10.0.0.1"), "{e}");
-        let (e, _, _) = one(&with("[kubernetes]\ncontrol_plane_endpoint = \"apiserver\"\n"));
-        assert!(e.to_string().contains("not HOST:PORT"), "{e}");
-        let (e, _, _) = one(&with("[kubernetes]\ncert_sans = [\"bad name!\"]\n"));
-        assert!(e.to_string().contains("bad name!"), "{e}");
-        let (e, _, _) = one(&with("[kubernetes]\npod_cdir = \"10.1.0.0/16\"\n"));
-        assert!(e.to_string().contains("did you mean `pod_cidr`"), "{e}");
     }
 }

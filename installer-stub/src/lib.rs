@@ -17,6 +17,7 @@ pub mod registry;
 pub mod properties;
 
 mod clusterfile;
+mod kinds;
 mod own_bundle;
 mod process;
 mod remote;

@@ -15,7 +15,7 @@ use anyhow::{bail, Context, Result};
 use bundle_format::manifest::Manifest;
 use bundle_format::Verified;
 
-use super::hooks::{self, BundleVars, ClusterVars, HookContext, HostVars, KubernetesVars, Paths, RegistryVars};
+use super::hooks::{self, BundleVars, ClusterVars, HookContext, HostVars, Paths, RegistryVars};
 use super::journal::{Journal, StepState};
 use super::payload::{self, Built};
 use super::plan::{self, Hook, Mode, Plan};
@@ -24,7 +24,7 @@ use super::transport::{last_lines, Connector, Remote};
 use super::{HostsFailed, Log};
 use crate::clusterfile::{Clusterfile, Host, Role};
 use crate::commands::node_config::{containerd_hosts, Mirror};
-use crate::pki;
+use crate::kinds::{BundleKind, KindContext};
 use crate::registry::probe;
 
 pub struct Setup<'a> {
@@ -33,6 +33,8 @@ pub struct Setup<'a> {
     /// In the order of `plan.hosts`.
     pub targets: &'a [&'a Host],
     pub manifest: &'a Manifest,
+    /// The bundle's kind: its steps, its work on the master, its hook variables.
+    pub kind: &'a dyn BundleKind,
     pub connector: &'a dyn Connector,
     pub journal: Journal,
     pub journal_path: PathBuf,
@@ -58,8 +60,6 @@ pub struct Engine<'a> {
     blocked: Mutex<Option<String>>,
     /// The stub alone, copied to every host as `<root>/bin/delivery`.
     stub: Mutex<Option<Built>>,
-    /// A Kubernetes bundle's version and CA hash, once its PKI is made.
-    kube: Mutex<Option<(String, String)>>,
 }
 
 const PUBLISH: &str = "state/.publish";
@@ -84,7 +84,6 @@ impl<'a> Engine<'a> {
             hook_sources: Mutex::new(BTreeMap::new()),
             blocked: Mutex::new(None),
             stub: Mutex::new(None),
-            kube: Mutex::new(None),
             journal: Mutex::new(journal),
             installer_id,
             s: setup,
@@ -374,43 +373,30 @@ impl<'a> Engine<'a> {
             &self.s.state_dir.join("payload"),
         )?;
         *self.stub.lock().expect("no panics while locked") = Some(stub);
-        if self.s.plan.kubernetes {
-            let version = plan::kubernetes_version(&tree).map_err(anyhow::Error::msg)?;
-            let dir = self.pki_dir();
-            let report = pki::ensure(&dir, &self.pki_spec())
-                .with_context(|| format!("failed to make the Kubernetes PKI in {}", dir.display()))?;
-            log.say(
-                "",
-                "pki",
-                &format!("Kubernetes {version} PKI in {}: {}", dir.display(), report.summary()),
-            );
-            let hash = pki::ca_cert_hash(&dir)?;
-            *self.kube.lock().expect("no panics while locked") = Some((version, hash));
+        if let Some((step, said)) = self.s.kind.prepare_master(&self.kind_context(), &tree)? {
+            log.say("", step, &said);
         }
         Ok(())
     }
 
-    /// The installer's copy of the cluster's PKI (the masters get theirs from it).
-    fn pki_dir(&self) -> PathBuf {
-        self.s.state_dir.join("pki")
-    }
-
-    fn pki_spec(&self) -> pki::Spec {
-        let c = self.s.cluster;
-        let index_of = |a: &str| self.s.plan.hosts.iter().position(|h| h.address == a);
-        let k = &c.kubernetes;
-        pki::Spec {
-            masters: c
-                .masters()
-                .map(|h| {
-                    let a = h.address.to_string();
-                    (self.host_name(&a, index_of(&a)), a)
-                })
-                .collect(),
-            service_ip: k.service_cidr.first_host(),
-            dns_domain: k.dns_domain.clone(),
-            endpoint_host: k.endpoint_host.clone(),
-            extra_sans: k.cert_sans.clone(),
+    /// What the bundle's kind sees of this install.
+    fn kind_context(&self) -> KindContext<'_> {
+        let p = self.s.plan;
+        let host_names = self
+            .s
+            .cluster
+            .hosts
+            .iter()
+            .map(|h| {
+                let a = h.address.to_string();
+                let name = self.host_name(&a, p.hosts.iter().position(|x| x.address == a));
+                (a, name)
+            })
+            .collect();
+        KindContext {
+            cluster: self.s.cluster,
+            state_dir: &self.s.state_dir,
+            host_names,
         }
     }
 
@@ -434,9 +420,13 @@ impl<'a> Engine<'a> {
         }
         let copy: Vec<usize> = (0..n).filter(|&i| self.plan_has(i, "copy")).collect();
         self.par(&copy, |i| {
-            let copied = self.step(i, "copy", true, |r| self.copy(r, i));
-            let pki = copied && (!self.plan_has(i, "pki") || self.step(i, "pki", true, |r| self.pki(r)));
-            if pki {
+            let mut ready = self.step(i, "copy", true, |r| self.copy(r, i));
+            for step in self.s.kind.steps(self.s.targets[i]) {
+                ready = ready
+                    && (!self.plan_has(i, step)
+                        || self.step(i, step, true, |r| self.s.kind.run_step(step, &self.kind_context(), r)));
+            }
+            if ready {
                 for hook in plan.hooks_of("prepare") {
                     if !self.hook(i, hook) {
                         break;
@@ -650,31 +640,7 @@ impl<'a> Engine<'a> {
             },
             env,
             published: self.journal.lock().expect("no panics while locked").published.clone(),
-            kubernetes: {
-                let k = &c.kubernetes;
-                let (version, ca_cert_hash) = self
-                    .kube
-                    .lock()
-                    .expect("no panics while locked")
-                    .clone()
-                    .unwrap_or_default();
-                KubernetesVars {
-                    version,
-                    pod_cidr: k.pod_cidr.to_string(),
-                    service_cidr: k.service_cidr.to_string(),
-                    service_ip: k.service_cidr.first_host().to_string(),
-                    dns_domain: k.dns_domain.clone(),
-                    endpoint: format!("{}:{}", plan::endpoint_host(&k.endpoint_host), k.endpoint_port),
-                    endpoint_host: k.endpoint_host.clone(),
-                    endpoint_port: k.endpoint_port,
-                    cert_sans: k.cert_sans.clone(),
-                    ca_cert_hash,
-                    apiservers: c
-                        .masters()
-                        .map(|h| format!("{}:6443", plan::endpoint_host(&h.address.to_string())))
-                        .collect(),
-                }
-            },
+            kinds: self.s.kind.hook_vars(&self.kind_context()),
         }
     }
 
@@ -915,54 +881,6 @@ impl<'a> Engine<'a> {
         script.push_str("rm -rf \"$D.old\"\nif [ -d \"$D\" ]; then mv \"$D\" \"$D.old\"; fi\nmv \"$D.new\" \"$D\"\nrm -rf \"$D.old\"\n");
         r.run_ok("writing the containerd mirror configuration", &script, &[("R", root)])?;
         Ok(detail)
-    }
-
-    /// The cluster's PKI into a master's /etc/kubernetes/pki: what it lacks, or has older or
-    /// short of names (see [`pki::to_push`]); never over another cluster's CA.
-    fn pki(&self, r: &mut dyn Remote) -> Result<String> {
-        let dir = self.pki_dir();
-        let files = pki::files(&dir)?;
-        let mut list = String::from("cd /etc/kubernetes/pki 2>/dev/null || exit 0\n");
-        for f in &files {
-            list.push_str(&format!("[ -f '{0}' ] && sha256sum '{0}' || true\n", f.display()));
-        }
-        let out = r.run_ok("reading /etc/kubernetes/pki", &list, &[])?;
-        let remote: BTreeMap<String, String> = out
-            .lines()
-            .filter_map(|l| {
-                l.split_once("  ")
-                    .map(|(h, f)| (f.trim().to_string(), h.trim().to_string()))
-            })
-            .collect();
-        let mut fetch = |rel: &str| -> Result<Vec<u8>> {
-            Ok(r.run_ok(
-                "reading a certificate",
-                &format!("cat '/etc/kubernetes/pki/{rel}'\n"),
-                &[],
-            )?
-            .into_bytes())
-        };
-        let push = pki::to_push(&dir, &self.pki_spec(), &remote, &mut fetch)?;
-        if push.is_empty() {
-            return Ok(format!("{} files already there", files.len()));
-        }
-        // Keys travel in the script on stdin (never on a command line) and land with mode 0600.
-        let mut script = String::from("set -eu\numask 077\nP=/etc/kubernetes/pki\nmkdir -p \"$P/etcd\"\n");
-        for rel in &push {
-            let text = fs::read_to_string(dir.join(rel))
-                .with_context(|| format!("failed to read {}", dir.join(rel).display()))?;
-            let mode = if rel.ends_with(".key") { "0600" } else { "0644" };
-            script.push_str(&format!(
-                "cat > \"$P/{rel}.tmp\" <<'DELIVERY_EOF'\n{}\nDELIVERY_EOF\nchmod {mode} \"$P/{rel}.tmp\"\n",
-                text.trim_end()
-            ));
-        }
-        script.push_str("sync -f \"$P\" 2>/dev/null || sync\n");
-        for rel in &push {
-            script.push_str(&format!("mv \"$P/{rel}.tmp\" \"$P/{rel}\"\n"));
-        }
-        r.run_ok("writing /etc/kubernetes/pki", &script, &[])?;
-        Ok(format!("{} of {} files written", push.len(), files.len()))
     }
 
     fn launch(&self, r: &mut dyn Remote, i: usize) -> Result<String> {

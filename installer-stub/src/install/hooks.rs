@@ -8,11 +8,8 @@
 //! `registry.port`, `registry.endpoint`, `registry.domains`, `registry.images`, `registry.digests`
 //! (name to manifest digest), `paths.root`, `paths.files`,
 //! `paths.certs_d`, `paths.state`, `bundle.name`, `bundle.version`, `bundle.id`, `env` (the
-//! bundle's ENV with the Clusterfile's `[env]` over it), `published`, and `kubernetes`
-//! (the Clusterfile's `[kubernetes]` with defaults: `version` (empty unless the bundle carries
-//! `kubernetes.toml`), `pod_cidr`, `service_cidr`, `service_ip`, `dns_domain`, `endpoint`,
-//! `endpoint_host`, `endpoint_port`, `cert_sans`, `ca_cert_hash` (kubeadm's discovery hash of
-//! the CA the installer made; empty without one), `apiservers` (every master's `ADDRESS:6443`)).
+//! bundle's ENV with the Clusterfile's `[env]` over it), `published`, and the variables of the
+//! bundle's kind ([`crate::kinds::BundleKind::hook_vars`]).
 
 use std::collections::BTreeMap;
 
@@ -33,22 +30,9 @@ pub struct HookContext {
     pub bundle: BundleVars,
     pub env: BTreeMap<String, String>,
     pub published: BTreeMap<String, String>,
-    pub kubernetes: KubernetesVars,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct KubernetesVars {
-    pub version: String,
-    pub pod_cidr: String,
-    pub service_cidr: String,
-    pub service_ip: String,
-    pub dns_domain: String,
-    pub endpoint: String,
-    pub endpoint_host: String,
-    pub endpoint_port: u16,
-    pub cert_sans: Vec<String>,
-    pub ca_cert_hash: String,
-    pub apiservers: Vec<String>,
+    /// The bundle kind's variables, by name, beside the others.
+    #[serde(flatten)]
+    pub kinds: BTreeMap<&'static str, serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -236,19 +220,7 @@ mod tests {
             },
             env: BTreeMap::from([("POD_CIDR".into(), "10.244.0.0/16".into())]),
             published: BTreeMap::from([("JOIN_TOKEN".into(), "abcd.efgh".into())]),
-            kubernetes: KubernetesVars {
-                version: "v1.36.4".into(),
-                pod_cidr: "10.244.0.0/16".into(),
-                service_cidr: "10.96.0.0/12".into(),
-                service_ip: "10.96.0.1".into(),
-                dns_domain: "cluster.local".into(),
-                endpoint: "apiserver.cluster.local:6443".into(),
-                endpoint_host: "apiserver.cluster.local".into(),
-                endpoint_port: 6443,
-                cert_sans: vec![],
-                ca_cert_hash: "sha256:00".into(),
-                apiservers: vec!["10.0.0.1:6443".into()],
-            },
+            kinds: BTreeMap::from([("kind", serde_json::json!({"name": "demo"}))]),
         }
     }
 
@@ -259,14 +231,14 @@ mod tests {
                    {{ registry.endpoint }} {% for d in registry.domains %}{{ d }};{% endfor %} \
                    {% for n, d in registry.digests | items %}{{ n }}={{ d }}{% endfor %} \
                    {{ paths.files }} {{ paths.certs_d }} {{ paths.state }} {{ paths.root }} \
-                   {{ bundle.name }} {{ bundle.id }} {{ env.POD_CIDR }} {{ published.JOIN_TOKEN }}";
+                   {{ bundle.name }} {{ bundle.id }} {{ env.POD_CIDR }} {{ published.JOIN_TOKEN }} {{ kind.name }}";
         let out = render("hooks/init/1.sh", src, &ctx()).unwrap();
         assert_eq!(
             out,
             "prod 10.0.0.2 node2 node 1 10.0.0.1 10.0.0.1 10.0.0.2 10.0.0.1:5000 docker.io;example.com; \
              docker.io/library/busybox:1.36=sha256:aa \
              /var/lib/delivery/prod/files /var/lib/delivery/prod/certs.d /var/lib/delivery/prod/state \
-             /var/lib/delivery/prod app sha256:ab 10.244.0.0/16 abcd.efgh"
+             /var/lib/delivery/prod app sha256:ab 10.244.0.0/16 abcd.efgh demo"
         );
     }
 

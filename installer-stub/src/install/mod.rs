@@ -25,6 +25,7 @@ use bundle_format::lock::{self, LockFile};
 
 use crate::cli::{AddNodeArgs, CheckArgs, InstallArgs, StatusArgs};
 use crate::clusterfile::{self, Clusterfile, Host};
+use crate::kinds;
 use crate::own_bundle::{open_verified, own_path};
 use journal::{BundleRecord, Journal, StepState};
 use plan::Mode;
@@ -169,7 +170,9 @@ fn run(mode: Mode, args: &InstallArgs, only: &[String]) -> Result<()> {
             t
         }
     };
+    let kind = kinds::detect(&manifest);
     let plan = plan::make(
+        &*kind,
         mode,
         &cluster,
         &targets,
@@ -217,6 +220,7 @@ fn run(mode: Mode, args: &InstallArgs, only: &[String]) -> Result<()> {
         cluster: &cluster,
         targets: &targets,
         manifest: &manifest,
+        kind: &*kind,
         connector: &connector,
         journal,
         journal_path,
@@ -380,7 +384,9 @@ pub fn check(args: &CheckArgs) -> Result<()> {
         .iter()
         .filter(|h| journal.knows(&h.address.to_string()))
         .collect();
+    let kind = kinds::detect(&manifest);
     let plan = plan::make(
+        &*kind,
         Mode::Install,
         &cluster,
         &targets,
@@ -396,6 +402,7 @@ pub fn check(args: &CheckArgs) -> Result<()> {
         cluster: &cluster,
         targets: &targets,
         manifest: &manifest,
+        kind: &*kind,
         connector: &connector,
         journal,
         journal_path,

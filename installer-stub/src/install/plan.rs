@@ -8,9 +8,8 @@
 //! 2. `copy`: every master and node gets its payload (`master.tar`: every file of the bundle but
 //!    `hooks/`; `node.tar`: `rootfs/` only), checked by digest and unpacked into
 //!    `<root>/files`, plus containerd mirror configuration in `<root>/certs.d`.
-//!    Every such host also gets the stub itself at `<root>/bin/delivery` (nodes run its `lb`).
-//!    For a Kubernetes bundle (it carries `kubernetes.toml`), masters then get the PKI the
-//!    installer made (`pki` step, see [`crate::pki`]) in `/etc/kubernetes/pki`.
+//!    Every such host also gets the stub itself at `<root>/bin/delivery`.
+//!    The bundle's kind may add steps after `copy` ([`crate::kinds::BundleKind::steps`]).
 //! 3. `prepare` hooks on every master and node, in parallel, right after its copy.
 //! 4. `init` hooks on the first master; `pre-join` hooks there too, before any join (fresh join
 //!    credentials: `add-node` runs them on the installed first master and nothing else there);
@@ -19,13 +18,14 @@
 //! 7. `launch`: the Kubefile's LAUNCH or CMD on the first master.
 //! 8. `check` hooks on every host, and the registry answering for every image.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use bundle_format::manifest::{Entry, Launch, Manifest};
 use bundle_format::reference::Reference;
 use serde::Serialize;
 
 use crate::clusterfile::{Clusterfile, Host, Role};
+use crate::kinds::{self, BundleKind};
 use crate::remote::ssh::shell_quote;
 
 /// Where everything lives on a host (and on the master) for one cluster.
@@ -57,9 +57,12 @@ pub struct Plan {
     pub hooks: Vec<Hook>,
     /// Shell commands the first master runs at the end (from LAUNCH or CMD).
     pub launch: Vec<String>,
-    /// A Kubernetes bundle (it carries `kubernetes.toml`): the installer makes the cluster's
-    /// PKI and copies it to every master.
-    pub kubernetes: bool,
+    /// For every kind the installer knows, whether the bundle is of it (JSON: `"<kind>": true`).
+    #[serde(flatten)]
+    pub kinds: BTreeMap<&'static str, bool>,
+    /// The steps the bundle's kind adds after `copy`, each with what it does.
+    #[serde(skip)]
+    pub kind_steps: Vec<(&'static str, &'static str)>,
     pub hosts: Vec<HostPlan>,
 }
 
@@ -217,7 +220,7 @@ fn app_command(manifest: &Manifest, name: &str) -> String {
     script
 }
 
-/// `name` as a Kubernetes DNS label: lowercase, `_` and `.` as `-`.
+/// `name` as a DNS label (release names, namespaces): lowercase, `_` and `.` as `-`.
 fn dns_label(name: &str) -> String {
     name.chars()
         .map(|c| match c {
@@ -256,8 +259,9 @@ pub fn in_payload(path: &str, prefixes: &[impl AsRef<str>]) -> bool {
     })
 }
 
-/// Computes the plan for these target hosts (all of them for `install`).
+/// Computes the plan for these target hosts (all of them for `install`), for a bundle of `kind`.
 pub fn make(
+    kind: &dyn BundleKind,
     mode: Mode,
     cluster: &Clusterfile,
     targets: &[&Host],
@@ -278,7 +282,6 @@ pub fn make(
         payload(manifest, "node", &["rootfs/"]),
     ];
     let launch = launch_commands(manifest);
-    let kubernetes = manifest.entries.iter().any(|e| e.path() == KUBERNETES_TOML);
     let first = cluster.first_master().address.clone();
     let hosts = targets
         .iter()
@@ -307,9 +310,7 @@ pub fn make(
             if payload.is_some() {
                 steps.push("copy".to_string());
             }
-            if kubernetes && h.has_role(Role::Master) {
-                steps.push("pki".to_string());
-            }
+            steps.extend(kind.steps(h).into_iter().map(String::from));
             for hook in &hooks {
                 if hook.phase == "check" || !hook_runs_on(&hook.phase, h, is_first) {
                     continue;
@@ -355,31 +356,21 @@ pub fn make(
         payloads,
         hooks,
         launch,
-        kubernetes,
+        kinds: kinds::KNOWN.iter().map(|k| (*k, *k == kind.name())).collect(),
+        kind_steps: kind_steps(kind, cluster),
         hosts,
     })
 }
 
-/// The bundle file that makes a bundle a Kubernetes bundle.
-pub const KUBERNETES_TOML: &str = "kubernetes.toml";
-
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct KubernetesToml {
-    version: String,
-}
-
-/// The `version` in an unpacked bundle's `kubernetes.toml` (`tree` is the bundle's root).
-pub fn kubernetes_version(tree: &std::path::Path) -> Result<String, String> {
-    let path = tree.join(KUBERNETES_TOML);
-    let text = std::fs::read_to_string(&path).map_err(|e| format!("failed to read {}: {e}", path.display()))?;
-    let k: KubernetesToml = toml::from_str(&text).map_err(|e| {
-        format!(
-            "bundle file {KUBERNETES_TOML}: {}\n  hint: it holds one key, version = \"v1.35.1\"",
-            e.message()
-        )
-    })?;
-    Ok(k.version)
+/// The steps `kind` adds on any host of the cluster, once each, in order, with what they do.
+fn kind_steps(kind: &dyn BundleKind, cluster: &Clusterfile) -> Vec<(&'static str, &'static str)> {
+    let mut steps: Vec<(&'static str, &'static str)> = Vec::new();
+    for step in cluster.hosts.iter().flat_map(|h| kind.steps(h)) {
+        if !steps.iter().any(|(s, _)| *s == step) {
+            steps.push((step, kind.describe(step)));
+        }
+    }
+    steps
 }
 
 /// An address as the host part of `HOST:PORT` (IPv6 in brackets).
@@ -482,18 +473,14 @@ impl Plan {
         if !copy.is_empty() {
             let _ = writeln!(s, "  copy         on {} (in parallel)", copy.join(", "));
         }
-        if self.kubernetes {
-            let masters: Vec<&str> = self
+        for (step, what) in &self.kind_steps {
+            let on: Vec<&str> = self
                 .hosts
                 .iter()
-                .filter(|h| h.steps.iter().any(|s| s == "pki"))
+                .filter(|h| h.steps.iter().any(|s| s == step))
                 .map(|h| h.address.as_str())
                 .collect();
-            let _ = writeln!(
-                s,
-                "  pki          on {}: Kubernetes certificates (100 years) to /etc/kubernetes/pki",
-                masters.join(", ")
-            );
+            let _ = writeln!(s, "  {step:<12} on {}: {what}", on.join(", "));
         }
         for phase in HOOK_PHASES {
             let hooks: Vec<&str> = self.hooks_of(phase).map(|h| h.path.as_str()).collect();
@@ -549,12 +536,12 @@ pub fn short(id: &str) -> &str {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use bundle_format::manifest::Image;
     use std::path::Path;
 
-    fn manifest(entries: &[&str], launch: Option<Launch>) -> Manifest {
+    pub(crate) fn manifest(entries: &[&str], launch: Option<Launch>) -> Manifest {
         let mut m: Manifest = serde_json::from_str(
             r#"{"format_version":1,"bundle":{"name":"app","version":"1.0","created":"2026-01-01T00:00:00Z","labels":{},"env":{},"apps":[],"launch":null,"bases":[]},
             "stub":{"sha256":"sha256:0000000000000000000000000000000000000000000000000000000000000000","size":0},"frames":[],"blobs":[],"images":[],"entries":[]}"#,
@@ -581,11 +568,11 @@ mod tests {
         m
     }
 
-    fn cluster(text: &str) -> Clusterfile {
+    pub(crate) fn cluster(text: &str) -> Clusterfile {
         crate::clusterfile::parse(Path::new("cluster.toml"), text).unwrap_or_else(|e| panic!("{e}"))
     }
 
-    const THREE: &str = r#"
+    pub(crate) const THREE: &str = r#"
 name = "prod"
 [[hosts]]
 addresses = ["10.0.0.1"]
@@ -614,7 +601,16 @@ roles = ["node"]
             Some(Launch::Cmds(vec!["echo hi".into()])),
         );
         let targets: Vec<&Host> = c.hosts.iter().collect();
-        let p = make(Mode::Install, &c, &targets, &m, "sha256:ab".into(), 100).unwrap();
+        let p = make(
+            &*kinds::detect(&m),
+            Mode::Install,
+            &c,
+            &targets,
+            &m,
+            "sha256:ab".into(),
+            100,
+        )
+        .unwrap();
         let steps: Vec<String> = p.hosts.iter().map(|h| h.steps.join(" ")).collect();
         assert_eq!(
             steps,
@@ -644,7 +640,16 @@ roles = ["node"]
             Some(Launch::Cmds(vec!["x".into()])),
         );
         let targets: Vec<&Host> = c.hosts.iter().skip(3).collect();
-        let p = make(Mode::AddNode, &c, &targets, &m, "sha256:ab".into(), 1).unwrap();
+        let p = make(
+            &*kinds::detect(&m),
+            Mode::AddNode,
+            &c,
+            &targets,
+            &m,
+            "sha256:ab".into(),
+            1,
+        )
+        .unwrap();
         assert_eq!(p.hosts.len(), 1);
         assert_eq!(p.hosts[0].steps, ["copy", "hook:join-node/1.sh", "check"]);
     }
@@ -653,29 +658,26 @@ roles = ["node"]
     fn pre_join_runs_on_the_first_master_before_joins_and_alone_in_add_node() {
         let c = cluster(THREE);
         let m = manifest(
-            &[
-                "hooks/init/1.sh",
-                "hooks/pre-join/1.sh",
-                "hooks/join-node/1.sh",
-                "kubernetes.toml",
-            ],
+            &["hooks/init/1.sh", "hooks/pre-join/1.sh", "hooks/join-node/1.sh"],
             None,
         );
         let all: Vec<&Host> = c.hosts.iter().collect();
-        let p = make(Mode::Install, &c, &all, &m, "sha256:ab".into(), 1).unwrap();
+        let p = make(&*kinds::detect(&m), Mode::Install, &c, &all, &m, "sha256:ab".into(), 1).unwrap();
         assert_eq!(
             p.hosts[0].steps,
-            [
-                "registry",
-                "copy",
-                "pki",
-                "hook:init/1.sh",
-                "hook:pre-join/1.sh",
-                "check"
-            ]
+            ["registry", "copy", "hook:init/1.sh", "hook:pre-join/1.sh", "check"]
         );
         let targets: Vec<&Host> = [c.first_master()].into_iter().chain(c.hosts.iter().skip(3)).collect();
-        let p = make(Mode::AddNode, &c, &targets, &m, "sha256:ab".into(), 1).unwrap();
+        let p = make(
+            &*kinds::detect(&m),
+            Mode::AddNode,
+            &c,
+            &targets,
+            &m,
+            "sha256:ab".into(),
+            1,
+        )
+        .unwrap();
         assert_eq!(p.hosts[0].steps, ["hook:pre-join/1.sh"]);
         assert!(p.hosts[0].payload.is_none());
         assert_eq!(p.hosts[1].steps, ["copy", "hook:join-node/1.sh", "check"]);
@@ -687,7 +689,7 @@ roles = ["node"]
         let targets: Vec<&Host> = c.hosts.iter().collect();
         for bad in ["hooks/x.sh", "hooks/preapre/1.sh", "hooks/init/sub/1.sh"] {
             let m = manifest(&[bad], None);
-            let e = make(Mode::Install, &c, &targets, &m, "i".into(), 1).unwrap_err();
+            let e = make(&*kinds::detect(&m), Mode::Install, &c, &targets, &m, "i".into(), 1).unwrap_err();
             assert!(e.contains(bad) && e.contains("join-master"), "{e}");
         }
     }
