@@ -76,6 +76,15 @@ pub enum Address {
     Name(String),
 }
 
+/// An address as the host part of `HOST:PORT` (IPv6 in brackets).
+pub fn endpoint_host(address: &str) -> String {
+    if address.contains(':') {
+        format!("[{address}]")
+    } else {
+        address.to_string()
+    }
+}
+
 impl Address {
     /// Parses one IP address or DNS name (no ranges). Names compare case-insensitively, so they
     /// are stored in lowercase.

@@ -20,12 +20,12 @@ use super::journal::{Journal, StepState};
 use super::payload::{self, Built};
 use super::plan::{self, Hook, Mode, Plan};
 use super::preflight::{self, Facts, Needs, Row};
-use super::transport::{last_lines, Connector, Remote};
 use super::{HostsFailed, Log};
 use crate::clusterfile::{Clusterfile, Host, Role};
 use crate::commands::node_config::{containerd_hosts, Mirror};
 use crate::kinds::{BundleKind, KindContext};
 use crate::registry::probe;
+use crate::remote::{last_lines, Connector, Remote};
 
 pub struct Setup<'a> {
     pub plan: &'a Plan,

@@ -4,7 +4,7 @@
 //! resumes. One failing host never stops the others: it is reported in the summary, the log
 //! file names its step and error, and the exit code is 4.
 //!
-//! What runs where lives in [`engine`]; hosts are reached through [`transport::Remote`].
+//! What runs where lives in [`engine`]; hosts are reached through [`crate::remote::Remote`].
 
 pub(crate) mod engine;
 pub(crate) mod hooks;

@@ -24,7 +24,7 @@ use bundle_format::manifest::{Entry, Launch, Manifest};
 use bundle_format::reference::Reference;
 use serde::Serialize;
 
-use crate::clusterfile::{Clusterfile, Host, Role};
+use crate::clusterfile::{endpoint_host, Clusterfile, Host, Role};
 use crate::kinds::{self, BundleKind};
 use crate::remote::ssh::shell_quote;
 
@@ -371,15 +371,6 @@ fn kind_steps(kind: &dyn BundleKind, cluster: &Clusterfile) -> Vec<(&'static str
         }
     }
     steps
-}
-
-/// An address as the host part of `HOST:PORT` (IPv6 in brackets).
-pub fn endpoint_host(address: &str) -> String {
-    if address.contains(':') {
-        format!("[{address}]")
-    } else {
-        address.to_string()
-    }
 }
 
 impl Plan {

@@ -24,9 +24,8 @@ use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
 use super::{BundleKind, KindContext};
-use crate::clusterfile::{check_dns_name, Address, ClusterfileError, Cx, Host, Role};
-use crate::install::plan::endpoint_host;
-use crate::install::transport::Remote;
+use crate::clusterfile::{check_dns_name, endpoint_host, Address, ClusterfileError, Cx, Host, Role};
+use crate::remote::Remote;
 
 /// The kind's name, and its Clusterfile table's.
 pub(crate) const NAME: &str = "kubernetes";

@@ -17,7 +17,7 @@ use bundle_format::manifest::Manifest;
 use toml::de::DeTable;
 
 use crate::clusterfile::{Clusterfile, Cx, Host};
-use crate::install::transport::Remote;
+use crate::remote::Remote;
 
 /// What the engine tells a kind about the install at hand.
 pub(crate) struct KindContext<'a> {
