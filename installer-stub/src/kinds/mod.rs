@@ -1,11 +1,13 @@
 //! Bundle kinds: what a kind of bundle adds to the generic installer (`install/`), through one
 //! small interface, [`BundleKind`]: steps on a host after `copy` and before its hooks, work on
-//! the master once the bundle is unpacked, variables for the hooks, and a Clusterfile table of
-//! its own ([`Tables`]). The engine knows no kind by name: it asks [`detect`] for the bundle's.
+//! the master once the bundle is unpacked, and variables for the hooks. The engine knows no kind
+//! by name: it asks [`detect`] for the bundle's.
 //!
 //! Kinds today: [`kubernetes`] (the bundle carries `kubernetes.toml`) and [`Plain`], which adds
-//! nothing. A new kind (k3s, a VM appliance) is a module here, a line in [`detect`] and, if it
-//! has a table, a field of [`Tables`].
+//! nothing. A new kind (k3s, a VM appliance) is a module here and a line in [`detect`]. A
+//! Clusterfile table of its own (`[kubernetes]`) is parsed with the Clusterfile, into its
+//! [`Tables`](crate::clusterfile::Tables): kinds read the parsed Clusterfile, and the
+//! Clusterfile knows nothing of kinds.
 
 pub(crate) mod kubernetes;
 
@@ -14,9 +16,8 @@ use std::path::Path;
 
 use anyhow::Result;
 use bundle_format::manifest::Manifest;
-use toml::de::DeTable;
 
-use crate::clusterfile::{Clusterfile, Cx, Host};
+use crate::clusterfile::{Clusterfile, Host};
 use crate::remote::Remote;
 
 /// What the engine tells a kind about the install at hand.
@@ -93,27 +94,5 @@ pub(crate) fn detect(manifest: &Manifest) -> Box<dyn BundleKind> {
         Box::new(kubernetes::Kubernetes::default())
     } else {
         Box::new(Plain)
-    }
-}
-
-/// The Clusterfile tables that kinds own, parsed with their defaults (whatever the bundle's
-/// kind: `check-config` reads the file alone).
-#[derive(Debug, Clone, PartialEq, Default)]
-pub(crate) struct Tables {
-    /// `[kubernetes]`.
-    pub kubernetes: ::kubernetes::config::Kubernetes,
-}
-
-impl Tables {
-    /// The top-level keys of these tables.
-    pub const NAMES: [&'static str; 1] = [kubernetes::NAME];
-
-    /// Parses the table `name` (one of [`Tables::NAMES`]), reporting problems to `cx` at their
-    /// positions; `hosts` are the Clusterfile's hosts.
-    pub fn parse(&mut self, cx: &mut Cx<'_>, name: &str, table: &DeTable<'_>, hosts: &[Host]) {
-        match name {
-            kubernetes::NAME => self.kubernetes = kubernetes::parse_table(cx, table, hosts),
-            _ => unreachable!("parse is called with the names of Tables::NAMES, got `{name}`"),
-        }
     }
 }
