@@ -28,7 +28,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use kubernetes::config::{Kubernetes, NameRules, KEYS};
-use toml::de::{DeTable, DeValue};
+use toml::de::{DeArray, DeTable, DeValue};
 use toml::Spanned;
 
 /// The commented example printed by `init-config`.
@@ -910,78 +910,64 @@ impl Cx<'_> {
             let entry_at = entry.span();
 
             let mut addresses: Vec<(Address, Range<usize>)> = Vec::new();
-            match get("addresses") {
-                None => self.push(ClusterfileError::MissingKey {
-                    at: self.span(entry_at.clone()),
-                    key: "addresses".into(),
-                    table: "[[hosts]]".into(),
-                }),
-                Some(v) => match v.get_ref().as_array() {
-                    None => self.wrong_type("addresses", v, "an array of strings"),
-                    Some(list) if list.is_empty() => {
-                        self.invalid("addresses", v, "[]", "it is empty", "list at least one address")
-                    }
-                    Some(list) => {
-                        for item in list.iter() {
-                            let Some(s) = self.string("addresses", item) else {
-                                continue;
-                            };
-                            match expand(&s) {
-                                Ok(list) if total_addresses + list.len() > MAX_HOSTS => {
-                                    self.push(ClusterfileError::TooManyHosts {
-                                        at: self.span(item.span()),
-                                        max: MAX_HOSTS,
-                                    });
-                                    return None;
-                                }
-                                Ok(list) => {
-                                    total_addresses += list.len();
-                                    addresses.extend(list.into_iter().map(|a| (a, item.span())))
-                                }
-                                Err(AddressError::Address(reason)) => self.push(ClusterfileError::BadAddress {
+            match self.entry_list("addresses", get("addresses"), &entry_at) {
+                None => {}
+                Some((v, list)) if list.is_empty() => {
+                    self.invalid("addresses", v, "[]", "it is empty", "list at least one address")
+                }
+                Some((_, list)) => {
+                    for item in list.iter() {
+                        let Some(s) = self.string("addresses", item) else {
+                            continue;
+                        };
+                        match expand(&s) {
+                            Ok(list) if total_addresses + list.len() > MAX_HOSTS => {
+                                self.push(ClusterfileError::TooManyHosts {
                                     at: self.span(item.span()),
-                                    value: s,
-                                    reason,
-                                }),
-                                Err(AddressError::Range(reason)) => self.push(ClusterfileError::BadRange {
-                                    at: self.span(item.span()),
-                                    value: s,
-                                    reason,
-                                }),
+                                    max: MAX_HOSTS,
+                                });
+                                return None;
                             }
+                            Ok(list) => {
+                                total_addresses += list.len();
+                                addresses.extend(list.into_iter().map(|a| (a, item.span())))
+                            }
+                            Err(AddressError::Address(reason)) => self.push(ClusterfileError::BadAddress {
+                                at: self.span(item.span()),
+                                value: s,
+                                reason,
+                            }),
+                            Err(AddressError::Range(reason)) => self.push(ClusterfileError::BadRange {
+                                at: self.span(item.span()),
+                                value: s,
+                                reason,
+                            }),
                         }
                     }
-                },
+                }
             }
 
             let mut roles = BTreeSet::new();
-            match get("roles") {
-                None => self.push(ClusterfileError::MissingKey {
-                    at: self.span(entry_at.clone()),
-                    key: "roles".into(),
-                    table: "[[hosts]]".into(),
+            match self.entry_list("roles", get("roles"), &entry_at) {
+                None => {}
+                Some((v, list)) if list.is_empty() => self.push(ClusterfileError::NoRoles {
+                    at: self.span(v.span()),
                 }),
-                Some(v) => match v.get_ref().as_array() {
-                    None => self.wrong_type("roles", v, "an array of strings"),
-                    Some(list) if list.is_empty() => self.push(ClusterfileError::NoRoles {
-                        at: self.span(v.span()),
-                    }),
-                    Some(list) => {
-                        for item in list.iter() {
-                            let Some(s) = self.string("roles", item) else { continue };
-                            match Role::parse(&s) {
-                                Some(r) => {
-                                    roles.insert(r);
-                                }
-                                None => self.push(ClusterfileError::UnknownRole {
-                                    at: self.span(item.span()),
-                                    suggestion: closest(&s, Role::NAMES),
-                                    role: s,
-                                }),
+                Some((_, list)) => {
+                    for item in list.iter() {
+                        let Some(s) = self.string("roles", item) else { continue };
+                        match Role::parse(&s) {
+                            Some(r) => {
+                                roles.insert(r);
                             }
+                            None => self.push(ClusterfileError::UnknownRole {
+                                at: self.span(item.span()),
+                                suggestion: closest(&s, Role::NAMES),
+                                role: s,
+                            }),
                         }
                     }
-                },
+                }
             }
 
             let over = match get("ssh").and_then(|v| self.table("ssh", v)) {
@@ -1027,6 +1013,29 @@ impl Cx<'_> {
             }
         }
         Some(hosts)
+    }
+
+    /// A `[[hosts]]` entry's `key`, an array of strings: reported if missing (at the entry) or
+    /// not an array, else the value and its items.
+    fn entry_list<'t, 'i>(
+        &mut self,
+        key: &str,
+        value: Option<&'t Spanned<DeValue<'i>>>,
+        entry_at: &Range<usize>,
+    ) -> Option<(&'t Spanned<DeValue<'i>>, &'t DeArray<'i>)> {
+        let Some(v) = value else {
+            self.push(ClusterfileError::MissingKey {
+                at: self.span(entry_at.clone()),
+                key: key.into(),
+                table: "[[hosts]]".into(),
+            });
+            return None;
+        };
+        let list = v.get_ref().as_array();
+        if list.is_none() {
+            self.wrong_type(key, v, "an array of strings");
+        }
+        list.map(|l| (v, l))
     }
 }
 
@@ -1525,23 +1534,24 @@ port = 22
         let all = errs(&format!(
             "{MINIMAL}[[hosts]]\naddresses = [\"10.0.0.9-10.0.0.3\", \"10.0.0.0-10.2.0.0\", \"10.0.0.256\", \"a..b\"]\nroles = [\"node\"]\n"
         ));
-        assert!(
-            matches!(&all[0], E::BadRange { at, .. } if (at.line, at.column) == (6, 14)),
+        let found: Vec<_> = all
+            .iter()
+            .map(|e| match e {
+                E::BadRange { at, .. } => ("range", at.line, at.column),
+                E::BadAddress { at, .. } => ("address", at.line, at.column),
+                other => panic!("{other}"),
+            })
+            .collect();
+        assert_eq!(
+            found,
+            [
+                ("range", 6, 14),
+                ("range", 6, 35),
+                ("address", 6, 56),
+                ("address", 6, 70)
+            ],
             "{all:#?}"
         );
-        assert!(
-            matches!(&all[1], E::BadRange { at, .. } if (at.line, at.column) == (6, 35)),
-            "{all:#?}"
-        );
-        assert!(
-            matches!(&all[2], E::BadAddress { at, .. } if (at.line, at.column) == (6, 56)),
-            "{all:#?}"
-        );
-        assert!(
-            matches!(&all[3], E::BadAddress { at, .. } if (at.line, at.column) == (6, 70)),
-            "{all:#?}"
-        );
-        assert_eq!(all.len(), 4);
     }
 
     #[test]
