@@ -5,7 +5,7 @@
 //! the hooks with a `kubernetes` object ([`KubernetesVars`]: the Clusterfile's `[kubernetes]`
 //! with defaults, `version` from `kubernetes.toml`, `ca_cert_hash` of the CA it made). Its
 //! Clusterfile table, `[kubernetes]`, is parsed with the Clusterfile
-//! ([`Tables`](crate::clusterfile::Tables)); this kind reads it from there.
+//! ([`kinds`](crate::clusterfile::Clusterfile::kinds)); this kind reads it from there.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};

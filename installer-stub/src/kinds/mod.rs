@@ -6,8 +6,8 @@
 //! Kinds today: [`kubernetes`] (the bundle carries `kubernetes.toml`) and [`Plain`], which adds
 //! nothing. A new kind (k3s, a VM appliance) is a module here and a line in [`detect`]. A
 //! Clusterfile table of its own (`[kubernetes]`) is parsed with the Clusterfile, into its
-//! [`Tables`](crate::clusterfile::Tables): kinds read the parsed Clusterfile, and the
-//! Clusterfile knows nothing of kinds.
+//! [`kinds`](crate::clusterfile::Clusterfile::kinds) (`clusterfile/kind_tables.rs`): kinds read
+//! the parsed Clusterfile, and the Clusterfile knows nothing of kinds.
 
 pub(crate) mod kubernetes;
 
