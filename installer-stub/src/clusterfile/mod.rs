@@ -20,7 +20,8 @@
 //! - `kind_tables`: the tables bundle kinds own (`[kubernetes]`).
 //! - `hosts`: `[[hosts]]` entries, into one [`Host`] per address.
 //! - `ssh`: `[ssh]` and a host's `ssh`, merged into each host's SSH settings.
-//! - `walker`: the walk over toml's spanned tree that reports every problem at its position.
+//! - `walker`: the walk over toml's spanned tree that reports every problem at its position,
+//!   and why we keep it rather than serde's derive with toml's errors.
 //! - `error`: what can be wrong ([`ClusterfileError`]), and where.
 //! - `address`: addresses, IPv4 ranges, DNS names.
 

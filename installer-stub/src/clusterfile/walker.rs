@@ -4,6 +4,43 @@
 //! environment-variable names), checks each table's keys against the allowed ones with a "did you
 //! mean" ([`closest`]), and collects every problem instead of stopping at the first. The tables'
 //! own files (`ssh`, `hosts`, `document`, `kind_tables`) add their walks to [`Cx`].
+//!
+//! # Why a walker of our own, and not serde's derive with toml's errors
+//!
+//! `toml::from_str` into `#[derive(Deserialize)]` types would be shorter, and a
+//! `toml::de::Error` has a span. We walk the tree ourselves because that route cannot give what
+//! `check-config` promises (README: every error at `file:line:column`, with a hint):
+//! - **Every error at once.** `toml::from_str` returns one `toml::de::Error`: a derived
+//!   `Deserialize` returns at its first problem, so a file with five mistakes would take five
+//!   runs. The walker skips a bad value, goes on, and returns every problem sorted by position
+//!   ([`ClusterfileErrors`]). Syntax errors come from toml's own recovering parser, several at
+//!   once ([`DeTable::parse_recoverable`](toml::de::DeTable::parse_recoverable)).
+//! - **Positions for the checks serde does not make.** A strict `host_key_policy` without
+//!   `known_hosts` (after a host's `ssh` is merged over `[ssh]`), a host listed twice (both
+//!   positions), a registry host that is not one of the hosts, the cap on hosts over all
+//!   entries, a Kubernetes CIDR that holds a host's address: these look at several keys, after
+//!   their values are read. No serde error covers them; with derive, every field would need a
+//!   `toml::Spanned` wrapper and these checks would still be a walk of our own. The walker has
+//!   every key's and value's span at hand.
+//! - **Messages that help and do not leak.** serde's unknown-field error lists the expected
+//!   fields but names no nearest one, and does not tell `password` (refused with its own error:
+//!   passwords never go in the file) from a typo. Its invalid-type error quotes the value found
+//!   (`invalid type: string "...", expected a boolean`), and the `Display` of a
+//!   `toml::de::Error` prints the offending source line: a password typed under the wrong key
+//!   would reach the terminal or a log. The walker names only the type found
+//!   ([`Cx::wrong_type`]) and hides the values of keys named like secrets ([`Cx::invalid`]).
+//!
+//! We do use toml for what it does well: the syntax, the tree and its spans. Bundle kinds'
+//! tables (`[kubernetes]`) are walked with the same [`Cx`], so their errors read like the rest.
+//!
+//! # Why our own Levenshtein, and not `strsim`
+//!
+//! [`levenshtein`] is the dozen lines of edit distance that [`closest`] needs.
+//! `strsim::levenshtein` computes the same distance (over `char`s), but what decides whether to
+//! suggest, [`closest`]'s threshold, would stay ours either way: the swap would trade a dozen
+//! lines for a direct dependency and change nothing a user sees. Avoiding the crate is not the
+//! reason: strsim is already compiled into the stub, through clap's default `suggestions`
+//! feature.
 
 use std::collections::BTreeSet;
 use std::ops::Range;
