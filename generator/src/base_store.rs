@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{anyhow, Context, Result};
 use bundle_format::{Bundle, Trust};
 use serde::{Deserialize, Serialize};
+use terminal::json_lines;
 
 use crate::cli::{BaseAddArgs, BaseArgs, BaseCommand, BaseListArgs};
 use bundle_format::io::{write_atomic_mode, AtomicFile};
@@ -226,7 +227,15 @@ fn list(args: &BaseListArgs) -> Result<()> {
     let mut out = std::io::stdout().lock();
     if args.json {
         for b in &index.bases {
-            writeln!(out, "{}", serde_json::json!({"type": "base", "data": b}))?;
+            let base = json_lines::Base {
+                names: &b.names,
+                file: &b.file,
+                bundle: &b.bundle,
+                version: &b.version,
+                size: b.size,
+                key: &b.key,
+            };
+            json_lines::write_line(&mut out, &json_lines::Message::Base(base))?;
         }
         return Ok(());
     }

@@ -2,6 +2,7 @@
 
 use anyhow::Result;
 use bundle_format::{Bundle, Trust};
+use terminal::json_lines::{self, Message};
 
 use crate::cli::VerifyArgs;
 
@@ -19,13 +20,12 @@ pub fn run(args: &VerifyArgs) -> Result<()> {
     verified.verify_contents(threads, &reporter)?;
     reporter.finish();
     if args.json {
-        let data = serde_json::json!({
-            "bundle": args.bundle,
-            "signer": signer.as_str(),
-            "origin_checked": verified.origin_checked(),
-            "bytes": verified.trailer().total_len,
-        });
-        println!("{}", serde_json::json!({"type": "verified", "data": data}));
+        json_lines::print_line(&Message::Verified(json_lines::Verified {
+            bundle: &args.bundle,
+            signer: signer.as_str(),
+            origin_checked: verified.origin_checked(),
+            bytes: verified.trailer().total_len,
+        }))?;
     } else {
         println!("OK {} signed by {signer}", args.bundle.display());
     }

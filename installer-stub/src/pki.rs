@@ -3,6 +3,7 @@
 
 use anyhow::Result;
 use kubernetes::pki::{self, VALIDITY_DAYS};
+use terminal::json_lines::{self, Message};
 
 use crate::cli::CertArgs;
 use crate::kinds::kubernetes::StubOs;
@@ -13,7 +14,11 @@ pub fn run(args: &CertArgs) -> Result<()> {
     if args.renew {
         let report = pki::renew(&StubOs, dir)?;
         if args.json {
-            println!("{}", serde_json::to_string(&report)?);
+            json_lines::print_line(&Message::Renewed(json_lines::Renewed {
+                created: &report.created,
+                reissued: &report.reissued,
+                kept: &report.kept,
+            }))?;
         } else {
             println!(
                 "renewed {} leaf certificate(s) in {} for {} years; CAs kept: {}",
@@ -28,7 +33,15 @@ pub fn run(args: &CertArgs) -> Result<()> {
     let certs = pki::list(dir)?;
     if args.json {
         for c in &certs {
-            println!("{}", serde_json::to_string(c)?);
+            json_lines::print_line(&Message::Certificate(json_lines::Certificate {
+                name: &c.name,
+                subject: &c.subject,
+                issuer: &c.issuer,
+                not_after: &c.not_after,
+                days_left: c.days_left,
+                ca: c.ca,
+                sans: &c.sans,
+            }))?;
         }
         return Ok(());
     }

@@ -1,6 +1,9 @@
-//! How both binaries report long work: an indicatif bar when stderr is a terminal, plain
-//! timestamped lines (at most one every few seconds per phase) when it is a log file, nothing
-//! with `--json` on. Results go to stdout; everything here goes to stderr.
+//! How both binaries talk to a person and to a program. To a person, about long work: an
+//! indicatif bar when stderr is a terminal, plain timestamped lines (at most one every few
+//! seconds per phase) when it is a log file, nothing with `--json` on; all of it on stderr. To a
+//! program: [`json_lines`], the schema of every line `--json` prints on stdout.
+
+pub mod json_lines;
 
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -3,13 +3,14 @@
 use std::io::Write;
 
 use bundle_format::write::InputEntry;
+use terminal::json_lines::{write_line, Message, PlannedEntry, PlannedImage};
 
 use super::Plan;
 
 pub(super) fn print_plan(plan: &Plan, json: bool) {
     let mut out = std::io::stdout().lock();
     if json {
-        let _ = writeln!(out, "{}", serde_json::json!({"type": "bundle", "data": plan.info}));
+        let _ = write_line(&mut out, &Message::Bundle(&plan.info));
     } else {
         let _ = writeln!(
             out,
@@ -31,9 +32,14 @@ pub(super) fn print_plan(plan: &Plan, json: bool) {
             ),
         };
         if json {
-            let data =
-                serde_json::json!({"path": e.path(), "type": kind, "size": size, "from": from, "storage": storage});
-            let _ = writeln!(out, "{}", serde_json::json!({"type": "entry", "data": data}));
+            let entry = PlannedEntry {
+                path: e.path(),
+                kind,
+                size,
+                from,
+                storage,
+            };
+            let _ = write_line(&mut out, &Message::PlannedEntry(entry));
         } else {
             let _ = writeln!(out, "{kind:7} {storage:10} {size:>12} {} <- {from}", e.path());
         }
@@ -60,8 +66,12 @@ pub(crate) fn print_images(out: &mut impl Write, plan: &Plan, json: bool) {
 /// One image line of a plan or of `delivery images`.
 pub(crate) fn print_image(out: &mut impl Write, json: bool, reference: &str, source: &str, from_base: bool) {
     if json {
-        let data = serde_json::json!({"reference": reference, "source": source, "from_base": from_base});
-        let _ = writeln!(out, "{}", serde_json::json!({"type": "image", "data": data}));
+        let image = PlannedImage {
+            reference,
+            source,
+            from_base,
+        };
+        let _ = write_line(out, &Message::PlannedImage(image));
     } else {
         let _ = writeln!(out, "image   {reference}  <- {source}");
     }

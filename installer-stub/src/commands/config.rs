@@ -1,6 +1,7 @@
 //! `init-config` and `check-config`: write and check a Clusterfile without contacting any host.
 
 use anyhow::{anyhow, Result};
+use terminal::json_lines::{self, Message};
 
 use crate::cli::CheckConfigArgs;
 use crate::clusterfile::{self, Auth, HostKeyPolicy, Role};
@@ -42,18 +43,17 @@ pub fn check(args: &CheckConfigArgs) -> Result<()> {
             HostKeyPolicy::AcceptNew => "accept-new",
         };
         if args.json {
-            let data = serde_json::json!({
-                "address": h.address.to_string(),
-                "hostname": h.hostname,
-                "roles": roles,
-                "user": h.ssh.user,
-                "port": h.ssh.port,
-                "auth": auth,
-                "sudo": h.ssh.sudo,
-                "host_key_policy": policy,
-                "origin": h.origin.to_string(),
-            });
-            println!("{}", serde_json::json!({"type": "host", "data": data}));
+            json_lines::print_line(&Message::Host(json_lines::ConfigHost {
+                address: h.address.to_string(),
+                hostname: h.hostname.as_deref(),
+                roles,
+                user: &h.ssh.user,
+                port: h.ssh.port,
+                auth,
+                sudo: h.ssh.sudo,
+                host_key_policy: policy,
+                origin: h.origin.to_string(),
+            }))?;
         } else {
             println!(
                 "{:<16} {:<22} ssh {}, port {}, {auth}{}, host keys {policy}   ({})",

@@ -1,9 +1,11 @@
 //! `images`: the container images the running bundle carries, from its signed manifest.
 //!
 //! `--json` prints one line per image: `{"type":"image","data":{"name":...,"digest":...,
-//! "media_type":...,"size":...,"platforms":[...],"source":...}}` (the manifest's `Image` record).
+//! "media_type":...,"size":...,"platforms":[...],"source":...}}` (the manifest's `Image` record;
+//! [`terminal::json_lines::Message::Image`]).
 
 use anyhow::Result;
+use terminal::json_lines::{self, Message};
 
 use crate::cli::ImagesArgs;
 use crate::own_bundle::open_verified;
@@ -13,7 +15,7 @@ pub fn run(args: &ImagesArgs) -> Result<()> {
     let images = &v.manifest().images;
     if args.json {
         for image in images {
-            println!("{}", serde_json::json!({"type": "image", "data": image}));
+            json_lines::print_line(&Message::Image(image))?;
         }
         return Ok(());
     }

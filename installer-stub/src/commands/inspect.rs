@@ -2,6 +2,7 @@
 
 use anyhow::Result;
 use bundle_format::manifest::{Data, Entry};
+use terminal::json_lines::{self, Message};
 
 use crate::cli::{InfoArgs, ListArgs};
 use crate::own_bundle::open_verified;
@@ -12,34 +13,33 @@ pub fn info(args: &InfoArgs) -> Result<()> {
     let t = v.trailer();
     let b = &m.bundle;
     let files = m.entries.iter().filter(|e| matches!(e, Entry::File { .. })).count();
-    let data = serde_json::json!({
-        "name": b.name,
-        "version": b.version,
-        "created": b.created,
-        "labels": b.labels,
-        "env": b.env,
-        "apps": b.apps,
-        "launch": b.launch,
-        "bases": b.bases,
-        "downloads": b.downloads,
-        "format_version": m.format_version,
-        "signer": v.signer().fingerprint().as_str(),
-        "origin_checked": v.origin_checked(),
-        "entries": m.entries.len(),
-        "files": files,
-        "sizes": {
-            "total": t.total_len,
-            "stub": t.stub_len,
-            "stream_compressed": t.stream_len(),
-            "stream_uncompressed": m.raw_stream_len(),
-            "blobs": t.blobs_len(),
-            "manifest": t.manifest_len(),
-        },
-        "frames": m.frames.len(),
-        "blobs": m.blobs.len(),
-    });
     if args.json {
-        println!("{}", serde_json::json!({"type": "info", "data": data}));
+        json_lines::print_line(&Message::Info(json_lines::Info {
+            name: &b.name,
+            version: &b.version,
+            created: &b.created,
+            labels: &b.labels,
+            env: &b.env,
+            apps: &b.apps,
+            launch: b.launch.as_ref(),
+            bases: &b.bases,
+            downloads: &b.downloads,
+            format_version: m.format_version,
+            signer: v.signer().fingerprint().as_str(),
+            origin_checked: v.origin_checked(),
+            entries: m.entries.len(),
+            files,
+            sizes: json_lines::Sizes {
+                total: t.total_len,
+                stub: t.stub_len,
+                stream_compressed: t.stream_len(),
+                stream_uncompressed: m.raw_stream_len(),
+                blobs: t.blobs_len(),
+                manifest: t.manifest_len(),
+            },
+            frames: m.frames.len(),
+            blobs: m.blobs.len(),
+        }))?;
         return Ok(());
     }
     let sz = terminal::bytes;
@@ -86,7 +86,7 @@ pub fn list(args: &ListArgs) -> Result<()> {
     let v = open_verified(&args.trust, args.json)?;
     for e in &v.manifest().entries {
         if args.json {
-            println!("{}", serde_json::json!({"type": "entry", "data": e}));
+            json_lines::print_line(&Message::Entry(e))?;
             continue;
         }
         match e {

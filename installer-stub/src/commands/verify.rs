@@ -1,6 +1,7 @@
 //! `verify`: the signature, then every byte, of the running bundle.
 
 use anyhow::Result;
+use terminal::json_lines::{self, Message};
 
 use crate::cli::VerifyArgs;
 use crate::own_bundle::open_verified;
@@ -13,13 +14,12 @@ pub fn run(args: &VerifyArgs) -> Result<()> {
     reporter.finish();
     let signer = verified.signer().fingerprint();
     if args.json {
-        let data = serde_json::json!({
-            "bundle": verified.path(),
-            "signer": signer.as_str(),
-            "origin_checked": verified.origin_checked(),
-            "bytes": verified.trailer().total_len,
-        });
-        println!("{}", serde_json::json!({"type": "verified", "data": data}));
+        json_lines::print_line(&Message::Verified(json_lines::Verified {
+            bundle: verified.path(),
+            signer: signer.as_str(),
+            origin_checked: verified.origin_checked(),
+            bytes: verified.trailer().total_len,
+        }))?;
     } else {
         let origin = if verified.origin_checked() {
             "trusted key"

@@ -14,6 +14,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anyhow::{bail, Context, Result};
 use bundle_format::manifest::Manifest;
 use bundle_format::Verified;
+use terminal::json_lines::{self, Message};
 
 use super::hooks::{self, BundleVars, ClusterVars, HookContext, HostVars, Paths, RegistryVars};
 use super::journal::{Journal, StepState};
@@ -287,7 +288,7 @@ impl<'a> Engine<'a> {
         }
         if self.s.log.json_mode() {
             for r in &rows {
-                println!("{}", serde_json::json!({"type": "preflight", "data": r}));
+                json_lines::print_line(&Message::Preflight(r.json()))?;
             }
         } else {
             eprint!("\n{}\n", preflight::render(&rows));
@@ -546,16 +547,22 @@ impl<'a> Engine<'a> {
             table.push_str(&format!("{:<16} {:<8} {:<28} {e}\n", "registry", "FAILED", "check"));
         }
         if self.s.log.json_mode() {
-            let hosts: Vec<serde_json::Value> = (0..n)
+            let hosts = (0..n)
                 .map(|i| {
                     let f = failed.get(&i);
-                    serde_json::json!({"host": self.address(i), "ok": f.is_none(), "step": f.map(|x| &x.0), "error": f.map(|x| &x.1)})
+                    json_lines::SummaryHost {
+                        host: self.address(i),
+                        ok: f.is_none(),
+                        step: f.map(|x| x.0.as_str()),
+                        error: f.map(|x| x.1.as_str()),
+                    }
                 })
                 .collect();
-            println!(
-                "{}",
-                serde_json::json!({"type": "summary", "data": {"hosts": hosts, "registry_error": registry_error, "log": self.s.log.path}})
-            );
+            json_lines::print_line(&Message::Summary(json_lines::Summary {
+                hosts,
+                registry_error: registry_error.as_deref(),
+                log: &self.s.log.path,
+            }))?;
         } else {
             eprint!("{table}");
         }

@@ -22,6 +22,7 @@ use std::sync::Mutex;
 
 use anyhow::{bail, Context, Result};
 use bundle_format::lock::{self, LockFile};
+use terminal::json_lines::{self, Message};
 
 use crate::cli::{AddNodeArgs, CheckArgs, InstallArgs, StatusArgs};
 use crate::clusterfile::{self, Clusterfile, Host};
@@ -83,8 +84,8 @@ impl Log {
     pub fn say(&self, host: &str, step: &str, message: &str) {
         self.write(host, step, message);
         if self.json {
-            let event = serde_json::json!({"type": "event", "data": {"host": host, "step": step, "message": message}});
-            println!("{event}");
+            // The log file has it: a closed stdout does not stop the install.
+            let _ = json_lines::print_line(&Message::Event(json_lines::Event { host, step, message }));
         } else if host.is_empty() {
             self.bars.log(message);
         } else {
@@ -183,7 +184,7 @@ fn run(mode: Mode, args: &InstallArgs, only: &[String]) -> Result<()> {
     .map_err(|e| anyhow::anyhow!("{}: {e}", bundle_path.display()))?;
     if args.dry_run {
         if args.json {
-            println!("{}", serde_json::json!({"type": "plan", "data": &plan}));
+            json_lines::print_line(&Message::Plan(plan.json()))?;
         } else {
             print!("{}", plan.render());
             println!("\nDry run: nothing was contacted or changed. Run without --dry-run to install.");
@@ -304,14 +305,26 @@ pub fn status(args: &StatusArgs) -> Result<()> {
         for h in &cluster.hosts {
             let a = h.address.to_string();
             let rec = journal.hosts.get(&a);
-            let data = serde_json::json!({
-                "host": a,
-                "roles": plan::role_names(h),
-                "installed": journal.knows(&a),
-                "hostname": rec.and_then(|r| r.hostname.clone()),
-                "steps": rec.map(|r| &r.steps),
+            let steps = rec.map(|r| {
+                r.steps
+                    .iter()
+                    .map(|(name, s)| {
+                        let step = json_lines::Step {
+                            state: s.state.as_str(),
+                            at: &s.at,
+                            detail: &s.detail,
+                        };
+                        (name.as_str(), step)
+                    })
+                    .collect()
             });
-            println!("{}", serde_json::json!({"type": "host", "data": data}));
+            json_lines::print_line(&Message::HostStatus(json_lines::HostStatus {
+                installed: journal.knows(&a),
+                host: a,
+                roles: plan::role_names(h),
+                hostname: rec.and_then(|r| r.hostname.as_deref()),
+                steps,
+            }))?;
         }
         return Ok(());
     }

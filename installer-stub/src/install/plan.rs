@@ -22,7 +22,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use bundle_format::manifest::{Entry, Launch, Manifest};
 use bundle_format::reference::Reference;
-use serde::Serialize;
+use terminal::json_lines;
 
 use crate::clusterfile::{endpoint_host, Clusterfile, Host, Role};
 use crate::kinds::{self, BundleKind};
@@ -36,8 +36,7 @@ pub fn remote_root(cluster: &str) -> String {
 /// Hook phases, in the order they run.
 pub const HOOK_PHASES: [&str; 6] = ["prepare", "init", "pre-join", "join-master", "join-node", "check"];
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
     /// Every master and node: `install`.
     Install,
@@ -45,7 +44,7 @@ pub enum Mode {
     AddNode,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct Plan {
     pub mode: Mode,
     pub cluster: String,
@@ -58,15 +57,13 @@ pub struct Plan {
     /// Shell commands the first master runs at the end (from LAUNCH or CMD).
     pub launch: Vec<String>,
     /// For every kind the installer knows, whether the bundle is of it (JSON: `"<kind>": true`).
-    #[serde(flatten)]
     pub kinds: BTreeMap<&'static str, bool>,
     /// The steps the bundle's kind adds after `copy`, each with what it does.
-    #[serde(skip)]
     pub kind_steps: Vec<(&'static str, &'static str)>,
     pub hosts: Vec<HostPlan>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct BundleSummary {
     pub name: String,
     pub version: String,
@@ -74,7 +71,7 @@ pub struct BundleSummary {
     pub file_bytes: u64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct RegistryPlan {
     pub host: String,
     pub endpoint: String,
@@ -86,7 +83,7 @@ pub struct RegistryPlan {
 }
 
 /// One tar of bundle files, made on the master, unpacked into `<root>/files` on a host.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct Payload {
     /// `master` or `node`.
     pub name: String,
@@ -96,7 +93,7 @@ pub struct Payload {
     pub bytes: u64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct Hook {
     pub phase: String,
     /// Entry path in the bundle: `hooks/prepare/10-containerd.sh`.
@@ -110,7 +107,7 @@ impl Hook {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct HostPlan {
     pub address: String,
     pub roles: Vec<String>,
@@ -374,6 +371,63 @@ fn kind_steps(kind: &dyn BundleKind, cluster: &Clusterfile) -> Vec<(&'static str
 }
 
 impl Plan {
+    /// The plan as `install --dry-run --json` prints it.
+    pub fn json(&self) -> json_lines::Plan<'_> {
+        let b = &self.bundle;
+        let r = &self.registry;
+        json_lines::Plan {
+            mode: match self.mode {
+                Mode::Install => json_lines::PlanMode::Install,
+                Mode::AddNode => json_lines::PlanMode::AddNode,
+            },
+            cluster: &self.cluster,
+            bundle: json_lines::PlanBundle {
+                name: &b.name,
+                version: &b.version,
+                id: &b.id,
+                file_bytes: b.file_bytes,
+            },
+            root: &self.root,
+            registry: json_lines::PlanRegistry {
+                host: &r.host,
+                endpoint: &r.endpoint,
+                domains: &r.domains,
+                images: r.images,
+                bundle_path: &r.bundle_path,
+            },
+            payloads: self
+                .payloads
+                .iter()
+                .map(|p| json_lines::PlanPayload {
+                    name: &p.name,
+                    prefixes: &p.prefixes,
+                    files: p.files,
+                    bytes: p.bytes,
+                })
+                .collect(),
+            hooks: self
+                .hooks
+                .iter()
+                .map(|h| json_lines::PlanHook {
+                    phase: &h.phase,
+                    path: &h.path,
+                })
+                .collect(),
+            launch: &self.launch,
+            kinds: &self.kinds,
+            hosts: self
+                .hosts
+                .iter()
+                .map(|h| json_lines::PlanHost {
+                    address: &h.address,
+                    roles: &h.roles,
+                    payload: h.payload.as_deref(),
+                    steps: &h.steps,
+                })
+                .collect(),
+        }
+    }
+
     pub fn payload(&self, name: &str) -> &Payload {
         self.payloads
             .iter()

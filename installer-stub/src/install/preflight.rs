@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use serde::Serialize;
+use terminal::json_lines;
 
 /// Largest clock difference to the master accepted (certificates and etcd need agreeing clocks).
 pub const MAX_CLOCK_SKEW: Duration = Duration::from_secs(5);
@@ -36,7 +36,7 @@ echo "time=$t"
 "#;
 
 /// What a host told us.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Facts {
     pub uid: Option<u32>,
     pub hostname: String,
@@ -72,14 +72,14 @@ pub fn parse(output: &str, local_mid: f64) -> Facts {
 }
 
 /// What this bundle needs on one host.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default)]
 pub struct Needs {
     pub bytes: u64,
     pub ports: Vec<u16>,
 }
 
 /// One host's row of the table.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct Row {
     pub address: String,
     pub facts: Option<Facts>,
@@ -91,6 +91,28 @@ pub struct Row {
 impl Row {
     pub fn ok(&self) -> bool {
         self.problems.is_empty()
+    }
+
+    /// The row as `install --json` prints it.
+    pub fn json(&self) -> json_lines::Preflight<'_> {
+        json_lines::Preflight {
+            address: &self.address,
+            facts: self.facts.as_ref().map(|f| json_lines::Facts {
+                uid: f.uid,
+                hostname: &f.hostname,
+                arch: &f.arch,
+                os: &f.os,
+                free_bytes: f.free_bytes,
+                installer_id: &f.installer_id,
+                busy_ports: &f.busy_ports,
+                clock_skew: f.clock_skew,
+            }),
+            needs: json_lines::Needs {
+                bytes: self.needs.bytes,
+                ports: &self.needs.ports,
+            },
+            problems: &self.problems,
+        }
     }
 }
 

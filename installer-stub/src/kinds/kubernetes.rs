@@ -218,7 +218,7 @@ mod tests {
         assert!(p
             .render()
             .contains("  pki          on 10.0.0.1, 10.0.0.2: Kubernetes certificates"));
-        let json = serde_json::to_value(&p).unwrap();
+        let json = serde_json::to_value(p.json()).unwrap();
         assert_eq!(json["kubernetes"], true);
         // A plain bundle: no pki step, and the plan says it is not a Kubernetes bundle.
         let m = manifest(&["hooks/prepare/1.sh"], None);
@@ -226,6 +226,6 @@ mod tests {
         let p = make(&*kind, Mode::Install, &c, &all, &m, "sha256:ab".into(), 1).unwrap();
         assert!(p.hosts.iter().all(|h| !h.steps.iter().any(|s| s == "pki")));
         assert!(!p.render().contains("pki"));
-        assert_eq!(serde_json::to_value(&p).unwrap()["kubernetes"], false);
+        assert_eq!(serde_json::to_value(p.json()).unwrap()["kubernetes"], false);
     }
 }

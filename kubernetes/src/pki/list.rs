@@ -7,14 +7,13 @@ use std::path::Path;
 
 use openssl::asn1::Asn1Time;
 use openssl::x509::X509;
-use serde::Serialize;
 
 use super::kubeconfig::{kubeconfig_client, kubeconfigs};
 use super::x509::{common_name, not_after, read_cert, same_name, sans_of};
 use super::{require_dir, PkiError, Result};
 
 /// One certificate as `cert --list` shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct CertInfo {
     /// Path under the PKI directory, without `.crt`.
     pub name: String,

@@ -29,7 +29,6 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use openssl::x509::X509;
-use serde::Serialize;
 
 pub use error::PkiError;
 pub use list::{list, CertInfo};
@@ -167,7 +166,7 @@ const LEAVES: [Leaf; 7] = [
 ];
 
 /// What [`ensure`] or [`renew`] did.
-#[derive(Debug, Default, Clone, Serialize)]
+#[derive(Debug, Default, Clone)]
 pub struct Report {
     pub created: Vec<String>,
     pub reissued: Vec<String>,
