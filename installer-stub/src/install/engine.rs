@@ -614,6 +614,10 @@ impl<'a> Engine<'a> {
         };
         let mut env = self.s.manifest.bundle.env.clone();
         env.extend(c.env.clone());
+        // Not in the literal below: a guard there would be held while `kind_context` takes the
+        // journal's lock for a host this run does not target (add-node, check).
+        let published = self.journal.lock().expect("no panics while locked").published.clone();
+        let kinds = self.s.kind.hook_vars(&self.kind_context());
         HookContext {
             cluster: ClusterVars { name: c.name.clone() },
             host: vars(self.s.targets[i]),
@@ -646,8 +650,8 @@ impl<'a> Engine<'a> {
                 id: p.bundle.id.clone(),
             },
             env,
-            published: self.journal.lock().expect("no panics while locked").published.clone(),
-            kinds: self.s.kind.hook_vars(&self.kind_context()),
+            published,
+            kinds,
         }
     }
 
