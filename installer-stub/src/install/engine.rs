@@ -12,6 +12,7 @@ use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
+use bundle_format::digest::Digest;
 use bundle_format::manifest::Manifest;
 use bundle_format::Verified;
 use terminal::json_lines::{self, Message};
@@ -25,7 +26,6 @@ use super::{HostsFailed, Log};
 use crate::clusterfile::{Clusterfile, Host, Role};
 use crate::commands::node_config::{containerd_hosts, Mirror};
 use crate::kinds::{BundleKind, KindContext};
-use crate::registry::probe;
 use crate::remote::{last_lines, Connector, Remote};
 
 pub struct Setup<'a> {
@@ -506,7 +506,11 @@ impl<'a> Engine<'a> {
             Mode::AddNode => None,
             Mode::Install => {
                 let images: Vec<String> = self.s.manifest.images.iter().map(|i| i.name.clone()).collect();
-                match probe::registry(&self.s.plan.registry.endpoint, &images) {
+                match self
+                    .s
+                    .connector
+                    .registry_answers(&self.s.plan.registry.endpoint, &images)
+                {
                     Ok(k) => {
                         self.s.log.say(
                             &self.s.plan.registry.host,
@@ -752,21 +756,18 @@ impl<'a> Engine<'a> {
             .is_some_and(|f| f.installer_id == self.installer_id)
     }
 
-    /// The bundle file on the registry host, then its registry service started (or kept).
+    /// The bundle file on the registry host, then its registry service started (or kept). The
+    /// file `<bundle>.id` beside it, written last, says which bundle is complete there.
     fn registry(&self, r: &mut dyn Remote, i: usize) -> Result<String> {
         let plan = self.s.plan;
         let dest = &plan.registry.bundle_path;
-        let id = &plan.bundle.id;
-        let have = r.run_ok(
-            "reading the bundle id on the registry host",
-            "cat \"$DEST.id\" 2>/dev/null || true\n",
-            &[("DEST", dest)],
-        )?;
+        let id_file = format!("{dest}.id");
+        let id_line = format!("{}\n", plan.bundle.id);
+        let id_sha = Digest::of(id_line.as_bytes()).hex();
         let mut detail = String::new();
-        if have.trim() != id {
+        if r.sha256(&id_file)?.as_deref() != Some(id_sha.as_str()) {
             if self.is_local(i) {
                 place_local(&self.s.bundle_path, Path::new(dest))?;
-                super::write_atomic(Path::new(&format!("{dest}.id")), format!("{id}\n").as_bytes())?;
                 detail = format!("bundle placed at {dest}");
             } else {
                 let sha = self.bundle_sha256()?;
@@ -776,13 +777,15 @@ impl<'a> Engine<'a> {
                 let bar = self.s.log.bars.add(&format!("{} bundle", self.address(i)), size);
                 r.upload(&mut file, size, dest, &sha, &mut |n| bar.set(n))?;
                 bar.finish();
-                r.run_ok(
-                    "recording the bundle id",
-                    "chmod 0755 \"$DEST\"\necho \"$ID\" > \"$DEST.id.tmp\"\nmv \"$DEST.id.tmp\" \"$DEST.id\"\n",
-                    &[("DEST", dest), ("ID", id)],
-                )?;
                 detail = format!("bundle copied to {dest} ({})", terminal::bytes(size));
             }
+            r.upload(
+                &mut id_line.as_bytes(),
+                id_line.len() as u64,
+                &id_file,
+                &id_sha,
+                &mut |_| {},
+            )?;
         }
         let out = r.run_ok(
             "starting the registry service",

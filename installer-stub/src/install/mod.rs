@@ -7,11 +7,15 @@
 //! What runs where lives in [`engine`]; hosts are reached through [`crate::remote::Remote`].
 
 pub(crate) mod engine;
+#[cfg(test)]
+mod fake_hosts;
 pub(crate) mod hooks;
 pub(crate) mod journal;
 pub(crate) mod payload;
 pub(crate) mod plan;
 pub(crate) mod preflight;
+#[cfg(test)]
+mod tests;
 pub(crate) mod transport;
 
 use std::fs::{self, OpenOptions};
@@ -22,12 +26,14 @@ use std::sync::Mutex;
 
 use anyhow::{bail, Context, Result};
 use bundle_format::lock::{self, LockFile};
+use bundle_format::Verified;
 use terminal::json_lines::{self, Message};
 
 use crate::cli::{AddNodeArgs, CheckArgs, InstallArgs, StatusArgs};
 use crate::clusterfile::{self, Clusterfile, Host};
 use crate::kinds;
 use crate::own_bundle::{open_verified, own_path};
+use crate::remote::Connector;
 use journal::{BundleRecord, Journal, StepState};
 use plan::Mode;
 
@@ -137,8 +143,26 @@ pub fn add_node(args: &AddNodeArgs) -> Result<()> {
 fn run(mode: Mode, args: &InstallArgs, only: &[String]) -> Result<()> {
     let cluster = load_cluster(&args.config)?;
     let verified = open_verified(&args.trust, args.json)?;
+    run_with(mode, args, only, cluster, verified, &|targets| {
+        Ok(Box::new(transport::SshConnector::new(targets)?))
+    })
+}
+
+/// Opens the [`Connector`] that reaches these hosts (over SSH; tests give a fake).
+type Connect<'c> = &'c dyn Fn(&[&Host]) -> Result<Box<dyn Connector>>;
+
+/// `install` or `add-node` of the `verified` bundle to `cluster`, reaching its hosts through
+/// `connect`: everything after the inputs are read.
+fn run_with(
+    mode: Mode,
+    args: &InstallArgs,
+    only: &[String],
+    cluster: Clusterfile,
+    verified: Verified,
+    connect: Connect<'_>,
+) -> Result<()> {
     let manifest = verified.manifest().clone();
-    let bundle_path = own_path()?;
+    let bundle_path = verified.path().to_path_buf();
     let file_bytes = verified.trailer().total_len;
     let state = state_dir(&args.state_dir, &cluster);
     let what = match mode {
@@ -215,14 +239,14 @@ fn run(mode: Mode, args: &InstallArgs, only: &[String]) -> Result<()> {
             log.path.display()
         ),
     );
-    let connector = transport::SshConnector::new(&targets)?;
+    let connector = connect(&targets)?;
     let engine = engine::Engine::new(engine::Setup {
         plan: &plan,
         cluster: &cluster,
         targets: &targets,
         manifest: &manifest,
         kind: &*kind,
-        connector: &connector,
+        connector: &*connector,
         journal,
         journal_path,
         state_dir: state,

@@ -119,6 +119,10 @@ impl Connector for SshConnector {
         let session = Session::connect(&target)?;
         Ok(Box::new(SshRemote { lock: None, session }))
     }
+
+    fn registry_answers(&self, endpoint: &str, images: &[String]) -> Result<usize> {
+        crate::registry::probe::registry(endpoint, images)
+    }
 }
 
 struct SshRemote {

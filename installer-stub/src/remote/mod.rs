@@ -36,9 +36,13 @@ pub trait Remote: Send {
     fn lock(&mut self, dir: &str, holder: &str, run: &str) -> Result<()>;
 }
 
-/// Opens a [`Remote`] to a host of the Clusterfile.
+/// How the master reaches the cluster: a [`Remote`] to each host of the Clusterfile, and the
+/// cluster's registry.
 pub trait Connector: Sync {
     fn connect(&self, host: &Host) -> Result<Box<dyn Remote>>;
+    /// Asks the registry at `endpoint`, from the master, for every image of `images`; how many
+    /// answered.
+    fn registry_answers(&self, endpoint: &str, images: &[String]) -> Result<usize>;
 }
 
 impl dyn Remote + '_ {
