@@ -151,7 +151,7 @@ impl Journal {
         fs::create_dir_all(dir).with_context(|| format!("failed to create {}", dir.display()))?;
         let mut text = serde_json::to_string_pretty(self).expect("a journal always serialises");
         text.push('\n');
-        super::write_atomic(path, text.as_bytes())
+        bundle_format::io::write_atomic(path, text.as_bytes())
             .and_then(|()| fs::File::open(dir)?.sync_all())
             .with_context(|| format!("failed to write the journal {}", path.display()))
     }

@@ -81,7 +81,7 @@ pub fn build(manifest: &Manifest, tree: &Path, payload: &Payload, dir: &Path) ->
         file.sync_all()?;
         let sha256 = hasher.finish().hex();
         fs::rename(&tmp, &path)?;
-        crate::install::write_atomic(&sum_path, format!("{sha256} {written}\n").as_bytes())?;
+        bundle_format::io::write_atomic(&sum_path, format!("{sha256} {written}\n").as_bytes())?;
         Ok(Built {
             path: path.clone(),
             sha256,

@@ -176,7 +176,7 @@ pub(crate) struct StubOs;
 
 impl kubernetes::os::Os for StubOs {
     fn write_atomic(&self, path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
-        crate::install::write_atomic_mode(path, bytes, mode)
+        bundle_format::io::write_atomic_mode(path, bytes, mode)
     }
 
     fn live_pid(&self, pid_file: &Path, ours: &dyn Fn(&str) -> bool) -> Option<i32> {
