@@ -39,6 +39,13 @@
 //!     byte    1, 2, 3, ...    padding up to the block size 8
 //! ```
 //!
+//! Why not RustCrypto's `ssh-key` crate: it reads every OpenSSH key type, encrypted keys and
+//! certificates, while a vendor key here is one unencrypted Ed25519 key, whose two file forms
+//! are the few fields above over `ed25519-dalek`, which we use anyway for the bundle's own
+//! signature. Keeping the subset ours lets each refusal name its fix (an encrypted key: decrypt
+//! it with `ssh-keygen -p`; an RSA key: make an Ed25519 one), and lets the private key file we
+//! write be deterministic (the check integers derived from the key, not random).
+//!
 //! [RFC 8032]: https://www.rfc-editor.org/rfc/rfc8032
 //! [RFC 4251 §5]: https://www.rfc-editor.org/rfc/rfc4251#section-5
 //! [RFC 8709 §4]: https://www.rfc-editor.org/rfc/rfc8709#section-4

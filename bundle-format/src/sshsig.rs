@@ -39,6 +39,14 @@
 //!
 //! `allowed_signers` lines are described in the ALLOWED SIGNERS section of [ssh-keygen(1)].
 //!
+//! Why not RustCrypto's `ssh-key` crate, which also reads and writes SSHSIG: its
+//! `SshSig::sign` and `PublicKey::verify` take the whole message as one `&[u8]` and hash it
+//! inside, and a bundle is several GB read once as a stream (its SHA-256 is computed while the
+//! file is checked or written). With it we would still build the signed data above by hand;
+//! what would be left to it is the armor and a dozen `string` fields, which [`crate::keys`]
+//! already reads for the key file. We accept one key type and one hash, so every refusal can
+//! say what to do (`-O hashalg=sha256`, an Ed25519 key) instead of "unsupported algorithm".
+//!
 //! [PROTOCOL.sshsig]: https://github.com/openssh/openssh-portable/blob/master/PROTOCOL.sshsig
 //! [ssh-keygen(1)]: https://man.openbsd.org/ssh-keygen#ALLOWED_SIGNERS
 
