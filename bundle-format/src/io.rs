@@ -1,6 +1,7 @@
 //! The file and stream helpers both binaries use: files that appear whole or not at all
 //! ([`write_atomic`], [`AtomicFile`]), reading until a buffer is full ([`read_full`]), and a
-//! reader that hashes what passes through it ([`HashingReader`]).
+//! reader and a writer that hash what passes through them ([`HashingReader`],
+//! [`HashingWriter`]).
 //!
 //! They live here, in the one crate both binaries depend on, so there is one copy of each
 //! (issue 13). Like `std::fs::write`, the functions return the bare [`io::Error`]: every caller
@@ -177,6 +178,42 @@ impl<R: Read> Read for HashingReader<'_, R> {
     }
 }
 
+/// A writer that hashes what passes through it to `inner`: the payload tars the installer
+/// makes are hashed as they are written, never read back.
+pub struct HashingWriter<W> {
+    inner: W,
+    hasher: Hasher,
+    len: u64,
+}
+
+impl<W: Write> HashingWriter<W> {
+    pub fn new(inner: W) -> Self {
+        HashingWriter {
+            inner,
+            hasher: Hasher::new(),
+            len: 0,
+        }
+    }
+
+    /// The writer, the digest of everything written to it and how many bytes that was.
+    pub fn finish(self) -> (W, Digest, u64) {
+        (self.inner, self.hasher.finish(), self.len)
+    }
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.len += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -277,5 +314,18 @@ mod tests {
         assert_eq!(r.len(), 100_000);
         assert_eq!(count.0.load(Ordering::Relaxed), 100_000);
         assert_eq!(r.finish(), Digest::of(&data));
+    }
+
+    #[test]
+    fn hashing_writer_hashes_and_counts_what_reaches_its_writer() {
+        let data: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+        let mut w = HashingWriter::new(Vec::new());
+        for chunk in data.chunks(7_777) {
+            w.write_all(chunk).unwrap();
+        }
+        let (inner, digest, len) = w.finish();
+        assert_eq!(inner, data);
+        assert_eq!(digest, Digest::of(&data));
+        assert_eq!(len, data.len() as u64);
     }
 }

@@ -8,7 +8,7 @@ use std::io::{self, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use bundle_format::digest::Hasher;
+use bundle_format::io::HashingWriter;
 use bundle_format::manifest::{Entry, Manifest, PERMISSION_BITS};
 
 use super::plan::{in_payload, Payload};
@@ -19,24 +19,6 @@ pub struct Built {
     pub path: PathBuf,
     pub sha256: String,
     pub size: u64,
-}
-
-struct HashingWriter<W> {
-    inner: W,
-    hasher: Hasher,
-    written: u64,
-}
-
-impl<W: Write> Write for HashingWriter<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.written += n as u64;
-        Ok(n)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
 }
 
 /// Makes `<dir>/<name>.tar` from the extracted bundle at `tree`, or reuses it when its
@@ -59,11 +41,7 @@ pub fn build(manifest: &Manifest, tree: &Path, payload: &Payload, dir: &Path) ->
     let tmp = dir.join(format!(".{}.tar.{}.tmp", payload.name, std::process::id()));
     let result = (|| -> Result<Built> {
         let file = File::create(&tmp).with_context(|| format!("failed to create {}", tmp.display()))?;
-        let writer = HashingWriter {
-            inner: io::BufWriter::with_capacity(1 << 20, file),
-            hasher: Hasher::new(),
-            written: 0,
-        };
+        let writer = HashingWriter::new(io::BufWriter::with_capacity(1 << 20, file));
         let mut tar = tar::Builder::new(writer);
         for entry in &manifest.entries {
             if !in_payload(entry.path(), &payload.prefixes) {
@@ -74,12 +52,10 @@ pub fn build(manifest: &Manifest, tree: &Path, payload: &Payload, dir: &Path) ->
         }
         let mut writer = tar.into_inner().context("failed to finish the payload tar")?;
         writer.flush()?;
-        let HashingWriter {
-            inner, hasher, written, ..
-        } = writer;
+        let (inner, digest, written) = writer.finish();
         let file = inner.into_inner().map_err(|e| e.into_error())?;
         file.sync_all()?;
-        let sha256 = hasher.finish().hex();
+        let sha256 = digest.hex();
         fs::rename(&tmp, &path)?;
         bundle_format::io::write_atomic(&sum_path, format!("{sha256} {written}\n").as_bytes())?;
         Ok(Built {
@@ -144,15 +120,12 @@ pub fn stub(bundle: &Path, stub: &bundle_format::manifest::Region, dir: &Path) -
     let mut from = File::open(bundle)
         .with_context(|| format!("failed to open {}", bundle.display()))?
         .take(stub.size);
-    let mut writer = HashingWriter {
-        inner: File::create(&tmp).with_context(|| format!("failed to create {}", tmp.display()))?,
-        hasher: Hasher::new(),
-        written: 0,
-    };
+    let mut writer =
+        HashingWriter::new(File::create(&tmp).with_context(|| format!("failed to create {}", tmp.display()))?);
     io::copy(&mut from, &mut writer)?;
-    let HashingWriter { inner, hasher, written } = writer;
+    let (inner, digest, written) = writer.finish();
     inner.sync_all()?;
-    if written != stub.size || hasher.finish().hex() != want {
+    if written != stub.size || digest.hex() != want {
         let _ = fs::remove_file(&tmp);
         anyhow::bail!("the stub of {} does not match its signed digest", bundle.display());
     }
