@@ -220,30 +220,6 @@ impl Scan<'_> {
         })
     }
 
-    /// Scans a prepared top chart: its rendering (if any), then its values where needed.
-    pub(super) fn top_chart(&mut self, top: &TopChart, rendered: Option<super::render::Rendering>) {
-        let overrides = match &top.override_bytes {
-            Some(bytes) => {
-                let file_rc: Rc<str> = Rc::from(top.override_file.as_str());
-                match parse_values(bytes, &file_rc, OVERRIDE_LAYER) {
-                    Ok(v) => v,
-                    Err(e) => return self.errors.push(e),
-                }
-            }
-            None => None,
-        };
-        if !self.render_chart(&top.chart, rendered) {
-            return;
-        }
-        let ctx = ValuesCtx {
-            app_version: None,
-            global_registry: None,
-            key_path: Vec::new(),
-            override_file: top.override_file.clone(),
-        };
-        self.chart(&top.chart, &top.meta, overrides, 0, ctx);
-    }
-
     /// Scan one chart: its values merged with `overrides`, templates, CRDs, subcharts.
     pub(super) fn chart(
         &mut self,

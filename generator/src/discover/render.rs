@@ -7,14 +7,17 @@
 //! A template that fails to render is a warning naming `chart/templates/file:line` and the
 //! reason, and the chart is then also scanned by its values (`values.rs`), so an image is never
 //! lost to a template this renderer cannot handle. `--chart-images all` asks for the values scan
-//! of every chart as well (the over-inclusion of earlier versions).
+//! of every chart as well (the over-inclusion of earlier versions). [`Scan::top_chart`] applies
+//! that order to each top chart: its rendering first, then its values where needed.
 
+use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use helm_render::{ChartError, ChartFiles, Options, Rendered};
 
-use super::chart::{Chart, TopChart};
+use super::chart::{Chart, TopChart, ValuesCtx, OVERRIDE_LAYER};
+use super::yaml::parse_values;
 use super::{DiscoverError, Scan};
 
 /// How chart images are found.
@@ -105,9 +108,33 @@ pub(super) fn render_all(jobs: Vec<(ChartFiles, Options)>) -> Vec<Rendering> {
 }
 
 impl Scan<'_> {
+    /// Scans a prepared top chart: its rendering (if any), then its values where needed.
+    pub(super) fn top_chart(&mut self, top: &TopChart, rendered: Option<Rendering>) {
+        let overrides = match &top.override_bytes {
+            Some(bytes) => {
+                let file_rc: Rc<str> = Rc::from(top.override_file.as_str());
+                match parse_values(bytes, &file_rc, OVERRIDE_LAYER) {
+                    Ok(v) => v,
+                    Err(e) => return self.errors.push(e),
+                }
+            }
+            None => None,
+        };
+        if !self.render_chart(&top.chart, rendered) {
+            return;
+        }
+        let ctx = ValuesCtx {
+            app_version: None,
+            global_registry: None,
+            key_path: Vec::new(),
+            override_file: top.override_file.clone(),
+        };
+        self.chart(&top.chart, &top.meta, overrides, 0, ctx);
+    }
+
     /// Scans a chart's rendering (`None`: not rendered, values-only mode). Returns whether
     /// the values scan must run too.
-    pub(super) fn render_chart(&mut self, chart: &Chart, rendered: Option<Rendering>) -> bool {
+    fn render_chart(&mut self, chart: &Chart, rendered: Option<Rendering>) -> bool {
         let mode = self.render.chart_images;
         let Some(rendered) = rendered else {
             return true;

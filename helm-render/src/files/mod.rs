@@ -1,12 +1,11 @@
 //! Helm's `.Files` object: a chart's non-template files and its methods (`Get`, `GetBytes`,
-//! `Glob`, `Lines`, `AsConfig`, `AsSecrets`), as `pkg/engine/files.go` defines them.
+//! `Glob`, `Lines`, `AsConfig`, `AsSecrets`), as `pkg/engine/files.go` defines them. Those that
+//! build template values (`Lines`, `AsConfig`, `AsSecrets`) are in `convert.rs`: a `Value` holds
+//! `Files`, so this file uses neither `value.rs` nor `yaml/`.
+
+mod convert;
 
 use std::collections::BTreeMap;
-
-use base64::Engine as _;
-
-use crate::value::{Map, Value};
-use crate::yaml;
 
 /// The files of one chart that templates can read, keyed by path relative to the chart root.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -48,50 +47,6 @@ impl Files {
             .collect();
         Files { files }
     }
-
-    /// `.Files.Lines`: the file split at newlines.
-    pub fn lines(&self, name: &str) -> Vec<Value> {
-        let text = self.get(name);
-        if text.is_empty() {
-            return Vec::new();
-        }
-        text.split('\n').map(Value::str).collect()
-    }
-
-    /// `AsConfig`: a YAML map of base name to file text, for a ConfigMap's `data`.
-    pub fn as_config(&self) -> String {
-        let m: Map = self
-            .files
-            .iter()
-            .map(|(k, v)| (base_name(k), Value::String(String::from_utf8_lossy(v).into())))
-            .collect();
-        if m.is_empty() {
-            return String::new();
-        }
-        yaml::to_yaml(&Value::Map(m))
-    }
-
-    /// `AsSecrets`: a YAML map of base name to base64 of the file, for a Secret's `data`.
-    pub fn as_secrets(&self) -> String {
-        let m: Map = self
-            .files
-            .iter()
-            .map(|(k, v)| {
-                (
-                    base_name(k),
-                    Value::String(base64::engine::general_purpose::STANDARD.encode(v)),
-                )
-            })
-            .collect();
-        if m.is_empty() {
-            return String::new();
-        }
-        yaml::to_yaml(&Value::Map(m))
-    }
-}
-
-fn base_name(path: &str) -> String {
-    path.rsplit('/').next().unwrap_or(path).to_string()
 }
 
 /// Glob matching as Helm's `gobwas/glob` with `/` as separator: `*` stays within a path
@@ -171,7 +126,7 @@ fn glob_rec(pat: &[u8], s: &[u8], depth: usize) -> bool {
 mod tests {
     use super::*;
 
-    fn files() -> Files {
+    pub(super) fn files() -> Files {
         let mut m = BTreeMap::new();
         m.insert("config/a.conf".to_string(), b"x=1\ny=2".to_vec());
         m.insert("config/sub/b.conf".to_string(), b"z".to_vec());
@@ -189,12 +144,9 @@ mod tests {
     }
 
     #[test]
-    fn get_lines_config() {
+    fn get_is_the_text_or_empty() {
         let f = files();
         assert_eq!(f.get("README.md"), "hi");
         assert_eq!(f.get("missing"), "");
-        assert_eq!(f.lines("config/a.conf").len(), 2);
-        assert_eq!(f.glob("config/*.conf").as_config(), "a.conf: |-\n  x=1\n  y=2");
-        assert_eq!(f.glob("README.md").as_secrets(), "README.md: aGk=");
     }
 }
