@@ -12,7 +12,7 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{bail, Context, Result};
 use bundle_format::digest::Hasher;
 use bundle_format::manifest::Download;
 use ureq::tls::TlsConfig;
@@ -120,7 +120,7 @@ fn file_name(url: &str) -> String {
 }
 
 fn agent() -> Result<ureq::Agent> {
-    let roots = crate::fetch::client::root_certs(None).map_err(|e| anyhow!("{e}"))?;
+    let roots = crate::fetch::client::root_certs(None)?;
     Ok(ureq::Agent::config_builder()
         .http_status_as_error(false)
         .max_redirects(5)
@@ -139,7 +139,7 @@ fn get(agent: &ureq::Agent, url: &str, dir: &Path, dest: &Path) -> Result<String
             "note: {url} is plain http: only a #sha256= pin protects it"
         ));
     }
-    let resp = agent.get(url).call().map_err(|e| anyhow!("{e}"))?;
+    let resp = agent.get(url).call()?;
     let status = resp.status();
     if status != 200 {
         bail!("the server answered {status}");

@@ -27,6 +27,25 @@ impl fmt::Display for Version {
     }
 }
 
+/// Why a version or a constraint does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConstraintError {
+    #[error("`{text}` is not a version")]
+    NotAVersion { text: String },
+    #[error("`{text}` has more than three parts")]
+    TooManyParts { text: String },
+    #[error("`{text}`: a number after a wildcard")]
+    NumberAfterWildcard { text: String },
+    #[error("`{text}` is not a version: `{piece}` is not a number")]
+    NotANumber { text: String, piece: String },
+    #[error("empty alternative in `{text}`")]
+    EmptyAlternative { text: String },
+    #[error("`{token}`: `!=` is not supported; write the admitted ranges joined by `||`")]
+    NotEqual { token: String },
+    #[error("`{token}`: unknown operator `{op}`")]
+    UnknownOperator { token: String, op: String },
+}
+
 /// A version as written, where `x`/`*` or a missing part is a wildcard.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Partial {
@@ -34,32 +53,31 @@ struct Partial {
 }
 
 impl Partial {
-    fn parse(text: &str) -> Result<Partial, String> {
+    fn parse(text: &str) -> Result<Partial, ConstraintError> {
         let t = text.trim();
         let t = t.strip_prefix(['v', 'V']).unwrap_or(t);
         // Pre-release and build suffixes are ignored.
         let t = t.split(['-', '+']).next().unwrap_or_default();
         if t.is_empty() {
-            return Err(format!("`{text}` is not a version"));
+            return Err(ConstraintError::NotAVersion { text: text.to_string() });
         }
         let mut parts = [None; 3];
         let mut wild = false;
         for (i, piece) in t.split('.').enumerate() {
             if i >= 3 {
-                return Err(format!("`{text}` has more than three parts"));
+                return Err(ConstraintError::TooManyParts { text: text.to_string() });
             }
             if matches!(piece, "x" | "X" | "*") {
                 wild = true;
                 continue;
             }
             if wild {
-                return Err(format!("`{text}`: a number after a wildcard"));
+                return Err(ConstraintError::NumberAfterWildcard { text: text.to_string() });
             }
-            parts[i] = Some(
-                piece
-                    .parse()
-                    .map_err(|_| format!("`{text}` is not a version: `{piece}` is not a number"))?,
-            );
+            parts[i] = Some(piece.parse().map_err(|_| ConstraintError::NotANumber {
+                text: text.to_string(),
+                piece: piece.to_string(),
+            })?);
         }
         Ok(Partial { parts })
     }
@@ -149,12 +167,12 @@ impl fmt::Display for Constraint {
 }
 
 impl Constraint {
-    pub fn parse(text: &str) -> Result<Constraint, String> {
+    pub fn parse(text: &str) -> Result<Constraint, ConstraintError> {
         let mut alternatives = Vec::new();
         for alt in text.split("||") {
             let alt = alt.trim();
             if alt.is_empty() {
-                return Err(format!("empty alternative in `{text}`"));
+                return Err(ConstraintError::EmptyAlternative { text: text.to_string() });
             }
             alternatives.push(parse_and(alt)?);
         }
@@ -170,7 +188,7 @@ impl Constraint {
 }
 
 /// `A - B`, or comparators separated by commas or blanks.
-fn parse_and(text: &str) -> Result<Vec<Range>, String> {
+fn parse_and(text: &str) -> Result<Vec<Range>, ConstraintError> {
     if let Some((a, b)) = text.split_once(" - ") {
         let (a, b) = (Partial::parse(a)?, Partial::parse(b)?);
         return Ok(vec![Range::between(a.floor(), b.ceiling())]);
@@ -186,7 +204,7 @@ fn parse_and(text: &str) -> Result<Vec<Range>, String> {
     tokens.iter().map(|t| comparator(t)).collect()
 }
 
-fn comparator(token: &str) -> Result<Range, String> {
+fn comparator(token: &str) -> Result<Range, ConstraintError> {
     let op_len = token.chars().take_while(|c| "<>=!~^".contains(*c)).count();
     let (op, rest) = token.split_at(op_len);
     let p = Partial::parse(rest)?;
@@ -226,11 +244,16 @@ fn comparator(token: &str) -> Result<Range, String> {
             Range::between(floor, Some(upper))
         }
         "!=" => {
-            return Err(format!(
-                "`{token}`: `!=` is not supported; write the admitted ranges joined by `||`"
-            ))
+            return Err(ConstraintError::NotEqual {
+                token: token.to_string(),
+            })
         }
-        _ => return Err(format!("`{token}`: unknown operator `{op}`")),
+        _ => {
+            return Err(ConstraintError::UnknownOperator {
+                token: token.to_string(),
+                op: op.to_string(),
+            })
+        }
     })
 }
 
@@ -279,6 +302,6 @@ mod tests {
             assert!(Constraint::parse(bad).is_err(), "{bad} parsed");
         }
         let e = Constraint::parse(">=1.2, %3").expect_err("bad operator");
-        assert!(e.contains("%3"), "{e}");
+        assert!(e.to_string().contains("%3"), "{e}");
     }
 }

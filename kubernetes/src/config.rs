@@ -97,17 +97,30 @@ impl Cidr {
     }
 }
 
+/// Why a string is not a network (`ADDRESS/PREFIX`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CidrError {
+    #[error("it has no /PREFIX")]
+    NoPrefix,
+    #[error("`{0}` is not an IP address")]
+    NotAnIp(String),
+    #[error("the prefix must be 1 to {width}")]
+    Prefix { width: u8 },
+    #[error("host bits are set: the network is {network}/{prefix}")]
+    HostBits { network: IpAddr, prefix: u8 },
+}
+
 impl std::str::FromStr for Cidr {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Cidr, String> {
-        let (ip, prefix) = s.split_once('/').ok_or_else(|| "it has no /PREFIX".to_string())?;
-        let ip: IpAddr = ip.parse().map_err(|_| format!("`{ip}` is not an IP address"))?;
+    type Err = CidrError;
+    fn from_str(s: &str) -> Result<Cidr, CidrError> {
+        let (ip, prefix) = s.split_once('/').ok_or(CidrError::NoPrefix)?;
+        let ip: IpAddr = ip.parse().map_err(|_| CidrError::NotAnIp(ip.to_string()))?;
         let width = if ip.is_ipv4() { 32 } else { 128 };
         let prefix: u8 = prefix
             .parse()
             .ok()
             .filter(|p| *p <= width && *p > 0)
-            .ok_or_else(|| format!("the prefix must be 1 to {width}"))?;
+            .ok_or(CidrError::Prefix { width })?;
         let c = Cidr { ip, prefix };
         let (bits, _) = Cidr::bits(ip);
         if bits & !c.mask() != 0 {
@@ -115,7 +128,7 @@ impl std::str::FromStr for Cidr {
                 IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::from((bits & c.mask()) as u32)),
                 IpAddr::V6(_) => IpAddr::V6(std::net::Ipv6Addr::from(bits & c.mask())),
             };
-            return Err(format!("host bits are set: the network is {net}/{prefix}"));
+            return Err(CidrError::HostBits { network: net, prefix });
         }
         Ok(c)
     }
@@ -133,7 +146,7 @@ impl Kubernetes {
         match key {
             "pod_cidr" | "service_cidr" => {
                 let c = value.parse::<Cidr>().map_err(|reason| Invalid {
-                    reason,
+                    reason: reason.to_string(),
                     hint: "write a network as ADDRESS/PREFIX, e.g. \"10.244.0.0/16\"",
                 })?;
                 if key == "pod_cidr" {

@@ -27,7 +27,7 @@ fn fetch_options(args: &FetchArgs) -> Result<fetch::Options> {
     opts.ca_file = args.registry_ca.clone();
     opts.jobs = usize::from(args.jobs);
     if let Some(path) = &args.registry_auth {
-        let auths = fetch::Auths::load(path).map_err(|e| anyhow!("{e}"))?;
+        let auths = fetch::Auths::load(path)?;
         for w in &auths.warnings {
             terminal::log(format_args!("warning: {w}"));
         }

@@ -179,25 +179,32 @@ impl Auths {
     }
 }
 
+/// The environment variable that a `password_env` names is not set.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "the environment variable {}that password_env names (line {line}) is not set",
+    .name.as_ref().map(|n| format!("{n} ")).unwrap_or_default()
+)]
+pub struct PasswordUnset {
+    /// The variable's name; None when it may be the password itself, so it is never shown.
+    pub name: Option<String>,
+    pub line: usize,
+}
+
 impl Credential {
     /// The password, or why it is not available.
-    pub(crate) fn password(&self) -> Result<String, String> {
+    pub(crate) fn password(&self) -> Result<String, PasswordUnset> {
         match &self.password {
             Secret::Inline(p) => Ok(p.clone()),
             Secret::Env(var) => std::env::var(var).map_err(|_| {
                 // A name in lowercase may be the password itself, typed in the wrong key.
-                let shown = if var
+                let shown = var
                     .bytes()
-                    .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
-                {
-                    format!("{var} ")
-                } else {
-                    String::new()
-                };
-                format!(
-                    "the environment variable {shown}that password_env names (line {}) is not set",
-                    self.line
-                )
+                    .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_');
+                PasswordUnset {
+                    name: shown.then(|| var.clone()),
+                    line: self.line,
+                }
             }),
         }
     }
@@ -424,7 +431,7 @@ mod tests {
             0o600,
         )
         .unwrap();
-        let err = a.for_host("r.example").unwrap().password().unwrap_err();
+        let err = a.for_host("r.example").unwrap().password().unwrap_err().to_string();
         assert!(err.contains("DELIVERY_TEST_SURELY_UNSET_VAR"));
         // `password_env = "hunter2"`: a valid name, but maybe the password itself: not echoed.
         let a = parse(
@@ -432,7 +439,7 @@ mod tests {
             0o600,
         )
         .unwrap();
-        let err = a.for_host("r.example").unwrap().password().unwrap_err();
+        let err = a.for_host("r.example").unwrap().password().unwrap_err().to_string();
         assert!(!err.contains("hunter2") && err.contains("(line 1)"), "{err}");
     }
 

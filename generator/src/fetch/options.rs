@@ -60,39 +60,61 @@ pub struct Mirror {
     pub prefix: Option<String>,
 }
 
+const MIRROR_USAGE: &str = "expected DOMAIN=HOST[:PORT][/PREFIX], for example docker.io=127.0.0.1:5000/dockerhub-proxy";
+
+/// Why a `--mirror` value is refused; each names the whole value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MirrorError {
+    #[error("invalid mirror `{value}`: {MIRROR_USAGE}")]
+    NoEquals { value: String },
+    #[error(
+        "invalid mirror `{value}`: give no scheme; HTTPS is used unless the mirror's host:port is also passed \
+         to --insecure-registry"
+    )]
+    Scheme { value: String },
+    #[error("invalid mirror `{value}`: `{registry}` is not a registry domain; {MIRROR_USAGE}")]
+    Registry { value: String, registry: String },
+    #[error("invalid mirror `{value}`: `{host}` is not a host[:port]; {MIRROR_USAGE}")]
+    Host { value: String, host: String },
+    #[error("invalid mirror `{value}`: `{prefix}` is not a valid repository path prefix")]
+    Prefix { value: String, prefix: String },
+}
+
 impl FromStr for Mirror {
-    type Err = String;
+    type Err = MirrorError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let usage = "expected DOMAIN=HOST[:PORT][/PREFIX], for example docker.io=127.0.0.1:5000/dockerhub-proxy";
+        let value = || s.to_string();
         let (registry, target) = s
             .split_once('=')
-            .ok_or_else(|| format!("invalid mirror `{s}`: {usage}"))?;
+            .ok_or_else(|| MirrorError::NoEquals { value: value() })?;
         if target.contains("://") {
-            return Err(format!(
-                "invalid mirror `{s}`: give no scheme; HTTPS is used unless the mirror's host:port is also passed \
-                 to --insecure-registry"
-            ));
+            return Err(MirrorError::Scheme { value: value() });
         }
         let registry = auth::canonical_host(registry.trim()).to_string();
         if !is_registry(&registry) {
-            return Err(format!(
-                "invalid mirror `{s}`: `{registry}` is not a registry domain; {usage}"
-            ));
+            return Err(MirrorError::Registry {
+                value: value(),
+                registry,
+            });
         }
         let (host, prefix) = match target.split_once('/') {
             Some((h, p)) => (h, Some(p.trim_end_matches('/'))),
             None => (target, None),
         };
         if !is_registry(host) {
-            return Err(format!("invalid mirror `{s}`: `{host}` is not a host[:port]; {usage}"));
+            return Err(MirrorError::Host {
+                value: value(),
+                host: host.to_string(),
+            });
         }
         let prefix = prefix.filter(|p| !p.is_empty());
         if let Some(p) = prefix {
             if !is_repository(p) {
-                return Err(format!(
-                    "invalid mirror `{s}`: `{p}` is not a valid repository path prefix"
-                ));
+                return Err(MirrorError::Prefix {
+                    value: value(),
+                    prefix: p.to_string(),
+                });
             }
         }
         Ok(Mirror {

@@ -1,22 +1,22 @@
 //! Sprig's list and dict functions (`list`, `dict`, `set`, `merge`, `dig`, `first`, `uniq`,
 //! ...). Their `must*` twins share the code: here both fail the template on bad input.
 
-use super::{want, want_at_least, FnResult};
+use super::{want, want_at_least, FnResult, FuncError};
 use crate::value::{to_i64, to_str, Map, Value};
 
-fn list_of<'a>(name: &str, v: &'a Value) -> Result<&'a [Value], String> {
+fn list_of<'a>(name: &str, v: &'a Value) -> Result<&'a [Value], FuncError> {
     match v {
         Value::List(l) => Ok(l),
         Value::Null => Ok(&[]),
-        other => Err(format!("{name}: cannot find {name} on type {}", other.type_name())),
+        other => Err(format!("{name}: cannot find {name} on type {}", other.type_name()).into()),
     }
 }
 
-fn map_of<'a>(name: &str, v: &'a Value) -> Result<std::borrow::Cow<'a, Map>, String> {
+fn map_of<'a>(name: &str, v: &'a Value) -> Result<std::borrow::Cow<'a, Map>, FuncError> {
     match v {
         Value::Map(m) => Ok(std::borrow::Cow::Borrowed(m)),
         Value::Null => Ok(std::borrow::Cow::Owned(Map::new())),
-        other => Err(format!("{name}: expected a dict, got {}", other.type_name())),
+        other => Err(format!("{name}: expected a dict, got {}", other.type_name()).into()),
     }
 }
 
@@ -232,11 +232,11 @@ pub fn merge_into(dst: &mut Map, src: &Map, overwrite: bool, depth: usize) {
 
 /// Go's `slice` built-in (lists and strings).
 pub fn slice(v: &Value, idx: &[Value]) -> FnResult {
-    let bounds = |len: usize| -> Result<(usize, usize), String> {
+    let bounds = |len: usize| -> Result<(usize, usize), FuncError> {
         let i = idx.first().map(to_i64).unwrap_or(0);
         let j = idx.get(1).map(to_i64).unwrap_or(len as i64);
         if i < 0 || j < i || j as usize > len {
-            return Err(format!("error calling slice: index out of range: {i}:{j}"));
+            return Err(format!("error calling slice: index out of range: {i}:{j}").into());
         }
         Ok((i as usize, j as usize))
     };
@@ -250,10 +250,7 @@ pub fn slice(v: &Value, idx: &[Value]) -> FnResult {
             Ok(Value::String(String::from_utf8_lossy(&s.as_bytes()[i..j]).into_owned()))
         }
         Value::Null => Ok(Value::Null),
-        other => Err(format!(
-            "error calling slice: can't slice item of type {}",
-            other.type_name()
-        )),
+        other => Err(format!("error calling slice: can't slice item of type {}", other.type_name()).into()),
     }
 }
 

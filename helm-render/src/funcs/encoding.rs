@@ -180,8 +180,8 @@ fn json_str(s: &str, html: bool, out: &mut String) {
 }
 
 /// `fromJson`: numbers become float64 as Go's decoder makes them.
-pub fn from_json(text: &str) -> Result<Value, String> {
-    let v: serde_json::Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
+pub fn from_json(text: &str) -> Result<Value, serde_json::Error> {
+    let v: serde_json::Value = serde_json::from_str(text)?;
     Ok(from_serde(v))
 }
 

@@ -69,7 +69,7 @@ fn until_step(start: i64, stop: i64, step: i64) -> FnResult {
     }
     let count = (stop - start).unsigned_abs() / step.unsigned_abs();
     if count > MAX_LIST as u64 {
-        return Err(format!("untilStep: list of {count} elements is too large"));
+        return Err(format!("untilStep: list of {count} elements is too large").into());
     }
     let mut out = Vec::new();
     let mut x = start;

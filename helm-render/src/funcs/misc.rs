@@ -13,7 +13,7 @@ pub fn call(ex: &mut Executor<'_>, name: &str, a: &[Value]) -> Option<FnResult> 
         "randAlphaNum" | "randAlpha" | "randNumeric" | "randAscii" => want(name, a, 1).and_then(|_| {
             let n = to_i64(&a[0]);
             if !(0..=1 << 20).contains(&n) {
-                return Err(format!("{name}: bad length {n}"));
+                return Err(format!("{name}: bad length {n}").into());
             }
             let set: &[u8] = match name {
                 "randAlphaNum" => b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789",

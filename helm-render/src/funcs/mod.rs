@@ -1,6 +1,6 @@
 //! The function map of Helm's template engine: Go's built-ins (`printf`, `index`, `eq`, ...),
 //! Helm's own (`include`, `tpl`, `toYaml`, `required`, `lookup`, ...) and the Sprig functions
-//! charts use, dispatched by name. Each returns a value or an error message.
+//! charts use, dispatched by name. Each returns a value or a [`FuncError`].
 
 mod collections;
 mod encoding;
@@ -10,12 +10,59 @@ mod misc;
 pub mod semver;
 mod strings;
 
-use crate::template::Executor;
+use crate::template::{ExecError, Executor, TemplateError};
 use crate::value::{to_str, Value};
 use crate::yaml;
 
 /// The result of a template function: a value or the reason it failed.
-pub type FnResult = Result<Value, String>;
+pub type FnResult = Result<Value, FuncError>;
+
+/// Why a template function failed, worded as Go's text/template and Sprig word it.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum FuncError {
+    /// A failure told by its message (argument counts and types, `required`, `fail`, ...).
+    #[error("{0}")]
+    Message(String),
+    /// `include` or `tpl` failed. Boxed: every call in the recursive executor returns this
+    /// type, and a larger one makes each nesting level take more stack.
+    #[error(transparent)]
+    Call(Box<CallError>),
+}
+
+/// Why `include` or `tpl` failed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum CallError {
+    /// `include` named a template that is not defined.
+    #[error("error calling include: no such template {name:?}")]
+    NoSuchTemplate { name: String },
+    /// The template `include` ran failed.
+    #[error("error calling include: template {name:?}: {error}")]
+    Include { name: String, error: ExecError },
+    /// The text given to `tpl` does not parse.
+    #[error("error calling tpl: parse: {0}")]
+    TplParse(TemplateError),
+    /// The text given to `tpl` failed while executing.
+    #[error("error calling tpl: {0}")]
+    Tpl(ExecError),
+}
+
+impl From<CallError> for FuncError {
+    fn from(e: CallError) -> Self {
+        FuncError::Call(Box::new(e))
+    }
+}
+
+impl From<String> for FuncError {
+    fn from(message: String) -> Self {
+        FuncError::Message(message)
+    }
+}
+
+impl From<&str> for FuncError {
+    fn from(message: &str) -> Self {
+        FuncError::Message(message.to_string())
+    }
+}
 
 /// Functions that change their first (map) argument in place, as Go maps are references.
 pub fn mutates_first_arg(name: &str) -> bool {
@@ -26,20 +73,17 @@ pub fn mutates_first_arg(name: &str) -> bool {
 }
 
 /// Checks the argument count.
-pub(crate) fn want(name: &str, args: &[Value], n: usize) -> Result<(), String> {
+pub(crate) fn want(name: &str, args: &[Value], n: usize) -> Result<(), FuncError> {
     if args.len() != n {
-        return Err(format!("wrong number of args for {name}: want {n} got {}", args.len()));
+        return Err(format!("wrong number of args for {name}: want {n} got {}", args.len()).into());
     }
     Ok(())
 }
 
 /// Checks a minimum argument count.
-pub(crate) fn want_at_least(name: &str, args: &[Value], n: usize) -> Result<(), String> {
+pub(crate) fn want_at_least(name: &str, args: &[Value], n: usize) -> Result<(), FuncError> {
     if args.len() < n {
-        return Err(format!(
-            "wrong number of args for {name}: want at least {n} got {}",
-            args.len()
-        ));
+        return Err(format!("wrong number of args for {name}: want at least {n} got {}", args.len()).into());
     }
     Ok(())
 }
@@ -112,14 +156,14 @@ pub fn call(ex: &mut Executor<'_>, name: &str, args: Vec<Value>) -> FnResult {
         "required" => {
             want(name, a, 2)?;
             match &a[1] {
-                Value::Null => Err(format!("required: {}", to_str(&a[0]))),
-                Value::String(s) if s.is_empty() => Err(format!("required: {}", to_str(&a[0]))),
+                Value::Null => Err(format!("required: {}", to_str(&a[0])).into()),
+                Value::String(s) if s.is_empty() => Err(format!("required: {}", to_str(&a[0])).into()),
                 v => Ok(v.clone()),
             }
         }
         "fail" => {
             want(name, a, 1)?;
-            Err(format!("fail: {}", to_str(&a[0])))
+            Err(format!("fail: {}", to_str(&a[0])).into())
         }
         "lookup" => Ok(Value::Map(Default::default())),
         "toYaml" | "mustToYaml" | "toYamlPretty" => {
@@ -164,8 +208,8 @@ pub fn call(ex: &mut Executor<'_>, name: &str, args: Vec<Value>) -> FnResult {
             want(name, a, 1)?;
             match encoding::from_json(&to_str(&a[0])) {
                 Ok(v) => Ok(v),
-                Err(e) if name == "fromJson" => Ok(error_map(&e)),
-                Err(e) => Err(e),
+                Err(e) if name == "fromJson" => Ok(error_map(&e.to_string())),
+                Err(e) => Err(e.to_string().into()),
             }
         }
         "fromJsonArray" | "mustFromJsonArray" => {
@@ -173,7 +217,7 @@ pub fn call(ex: &mut Executor<'_>, name: &str, args: Vec<Value>) -> FnResult {
             match encoding::from_json(&to_str(&a[0])) {
                 Ok(Value::List(l)) => Ok(Value::List(l)),
                 Ok(_) => Ok(Value::List(vec![Value::str("cannot unmarshal into array")])),
-                Err(e) => Ok(Value::List(vec![Value::String(e)])),
+                Err(e) => Ok(Value::List(vec![Value::String(e.to_string())])),
             }
         }
 
@@ -244,7 +288,7 @@ pub fn call(ex: &mut Executor<'_>, name: &str, args: Vec<Value>) -> FnResult {
             if let Some(r) = misc::call(ex, name, a) {
                 return r;
             }
-            Err(format!("function {name:?} not defined"))
+            Err(format!("function {name:?} not defined").into())
         }
     }
 }
@@ -266,7 +310,7 @@ fn escaper_text(a: &[Value]) -> String {
 }
 
 fn unreachable_and_or(name: &str) -> FnResult {
-    Err(format!("{name} is evaluated by the executor"))
+    Err(format!("{name} is evaluated by the executor").into())
 }
 
 /// The map Helm's `fromYaml`/`fromJson` return on a parse error.
@@ -277,14 +321,14 @@ fn error_map(msg: &str) -> Value {
 }
 
 /// Go's `len`.
-pub fn len(v: &Value) -> Result<i64, String> {
+pub fn len(v: &Value) -> Result<i64, FuncError> {
     Ok(match v {
         Value::String(s) => s.len() as i64,
         Value::List(l) => l.len() as i64,
         Value::Map(m) => m.len() as i64,
         Value::Files(f) => f.names().count() as i64,
         Value::ApiVersions(a) => a.len() as i64,
-        other => return Err(format!("error calling len: len of type {}", other.type_name())),
+        other => return Err(format!("error calling len: len of type {}", other.type_name()).into()),
     })
 }
 
@@ -300,13 +344,14 @@ pub fn index(base: &Value, keys: &[Value]) -> FnResult {
                     return Err(format!(
                         "error calling index: value has type {}; should be string",
                         other.type_name()
-                    ))
+                    )
+                    .into())
                 }
             },
             (Value::List(l), Value::Int(_) | Value::Float(_)) => {
                 let i = crate::value::to_i64(k);
                 if i < 0 || i as usize >= l.len() {
-                    return Err(format!("error calling index: index out of range: {i}"));
+                    return Err(format!("error calling index: index out of range: {i}").into());
                 }
                 l[i as usize].clone()
             }
@@ -314,16 +359,13 @@ pub fn index(base: &Value, keys: &[Value]) -> FnResult {
                 let i = crate::value::to_i64(k);
                 match s.as_bytes().get(i.max(0) as usize) {
                     Some(b) if i >= 0 => Value::Int(i64::from(*b)),
-                    _ => return Err(format!("error calling index: index out of range: {i}")),
+                    _ => return Err(format!("error calling index: index out of range: {i}").into()),
                 }
             }
             (Value::Null, _) => return Err("error calling index: index of untyped nil".into()),
             (Value::Files(f), _) => Value::String(f.get(&to_str(k))),
             (other, _) => {
-                return Err(format!(
-                    "error calling index: can't index item of type {}",
-                    other.type_name()
-                ))
+                return Err(format!("error calling index: can't index item of type {}", other.type_name()).into())
             }
         };
     }
@@ -339,7 +381,7 @@ fn as_number(v: &Value) -> Option<f64> {
 }
 
 /// Go's `eq` for two operands; int and float compare as numbers, nil equals only nil.
-pub fn compare_eq(a: &Value, b: &Value) -> Result<bool, String> {
+pub fn compare_eq(a: &Value, b: &Value) -> Result<bool, FuncError> {
     if let (Some(x), Some(y)) = (as_number(a), as_number(b)) {
         if let (Value::Int(i), Value::Int(j)) = (a, b) {
             return Ok(i == j);
@@ -356,9 +398,9 @@ pub fn compare_eq(a: &Value, b: &Value) -> Result<bool, String> {
 }
 
 /// Go's `lt` family: numbers with numbers, strings with strings.
-pub fn compare_order(a: &Value, b: &Value) -> Result<std::cmp::Ordering, String> {
+pub fn compare_order(a: &Value, b: &Value) -> Result<std::cmp::Ordering, FuncError> {
     if let (Some(x), Some(y)) = (as_number(a), as_number(b)) {
-        return x.partial_cmp(&y).ok_or_else(|| "error calling lt: NaN".to_string());
+        return x.partial_cmp(&y).ok_or_else(|| "error calling lt: NaN".into());
     }
     match (a, b) {
         (Value::String(x), Value::String(y)) => Ok(x.cmp(y)),

@@ -4,7 +4,7 @@
 
 use std::cmp::Ordering;
 
-use super::{want, FnResult};
+use super::{want, FnResult, FuncError};
 use crate::value::{to_str, Map, Value};
 
 /// A parsed version.
@@ -96,7 +96,7 @@ struct Constraint {
     has_pre: bool,
 }
 
-fn parse_constraint(s: &str) -> Result<Constraint, String> {
+fn parse_constraint(s: &str) -> Result<Constraint, FuncError> {
     let s = s.trim();
     let op_len = s
         .bytes()
@@ -113,7 +113,7 @@ fn parse_constraint(s: &str) -> Result<Constraint, String> {
     let mut nums = [0u64; 3];
     for (i, p) in core.split('.').enumerate() {
         if i >= 3 {
-            return Err(format!("improper constraint: {s}"));
+            return Err(format!("improper constraint: {s}").into());
         }
         if matches!(p, "x" | "X" | "*") || p.is_empty() && i == 0 {
             break;
@@ -240,8 +240,8 @@ fn check(c: &Constraint, v: &Version) -> bool {
 }
 
 /// `semverCompare`: whether `version` satisfies `constraint`.
-pub fn satisfies(constraint: &str, version: &str) -> Result<bool, String> {
-    let v = parse_version(version).ok_or_else(|| "Invalid Semantic Version".to_string())?;
+pub fn satisfies(constraint: &str, version: &str) -> Result<bool, FuncError> {
+    let v = parse_version(version).ok_or("Invalid Semantic Version")?;
     for group in constraint.split("||") {
         let group = group.trim();
         let mut ok = true;
@@ -266,11 +266,11 @@ pub fn satisfies(constraint: &str, version: &str) -> Result<bool, String> {
                 pending.clear();
             }
             if !pending.is_empty() {
-                return Err(format!("improper constraint: {group}"));
+                return Err(format!("improper constraint: {group}").into());
             }
         }
         if cons.is_empty() {
-            return Err(format!("improper constraint: {constraint}"));
+            return Err(format!("improper constraint: {constraint}").into());
         }
         for c in &cons {
             if !check(c, &v) {
@@ -291,7 +291,7 @@ pub fn call(name: &str, a: &[Value]) -> Option<FnResult> {
         "semverCompare" => want(name, a, 2).and_then(|_| satisfies(&to_str(&a[0]), &to_str(&a[1])).map(Value::Bool)),
         "semver" => want(name, a, 1).and_then(|_| {
             let s = to_str(&a[0]);
-            let v = parse_version(&s).ok_or_else(|| "Invalid Semantic Version".to_string())?;
+            let v = parse_version(&s).ok_or("Invalid Semantic Version")?;
             let mut m = Map::new();
             m.insert("Major".into(), Value::Int(v.major as i64));
             m.insert("Minor".into(), Value::Int(v.minor as i64));

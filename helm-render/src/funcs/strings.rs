@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use super::{want, want_at_least, FnResult};
+use super::{want, want_at_least, FnResult, FuncError};
 use crate::value::{to_i64, to_str, Map, Value};
 
 /// Sprig's `strslice`: a list of strings from a list, a string or nil.
@@ -215,7 +215,7 @@ static REGEX_CACHE: std::sync::OnceLock<std::sync::Mutex<HashMap<String, regex::
 /// Patterns kept at most (the cache starts over when full, so hostile charts cannot grow it).
 const REGEX_CACHE_MAX: usize = 512;
 
-fn regex(pat: &str) -> Result<regex::Regex, String> {
+fn regex(pat: &str) -> Result<regex::Regex, FuncError> {
     let cache = REGEX_CACHE.get_or_init(Default::default);
     if let Some(re) = cache.lock().ok().and_then(|c| c.get(pat).cloned()) {
         return Ok(re);

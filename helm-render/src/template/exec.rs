@@ -8,7 +8,7 @@ use std::sync::Arc;
 use super::object::{field, set_path};
 use super::parse::{Arg, Cmd, List, Node, Pipe};
 use super::{parse, TemplateSet};
-use crate::funcs;
+use crate::funcs::{self, CallError, FuncError};
 use crate::value::Value;
 
 /// A failure while executing a template.
@@ -137,32 +137,32 @@ impl<'a> Executor<'a> {
     }
 
     /// `include`: executes a named template and returns its output.
-    pub(crate) fn include(&mut self, name: &str, data: &Value) -> Result<String, String> {
+    pub(crate) fn include(&mut self, name: &str, data: &Value) -> Result<String, FuncError> {
         let outer = self.line;
         let list = self
             .lookup(name)
-            .ok_or_else(|| format!("error calling include: no such template {name:?}"))?;
-        let (out, changed) = self.run(&list, data).map_err(|e| {
+            .ok_or_else(|| CallError::NoSuchTemplate { name: name.to_string() })?;
+        let (out, changed) = self.run(&list, data).map_err(|error| {
             self.line = outer;
-            format!(
-                "error calling include: template {name:?}: line {}: {}",
-                e.line, e.message
-            )
+            CallError::Include {
+                name: name.to_string(),
+                error,
+            }
         })?;
         self.returned = changed;
         Ok(out)
     }
 
     /// `tpl`: parses `text` as a template (its defines become visible) and executes it.
-    pub(crate) fn tpl(&mut self, text: &str, data: &Value) -> Result<String, String> {
-        let parsed = parse(text).map_err(|e| format!("error calling tpl: parse: line {}: {}", e.line, e.message))?;
+    pub(crate) fn tpl(&mut self, text: &str, data: &Value) -> Result<String, FuncError> {
+        let parsed = parse(text).map_err(CallError::TplParse)?;
         for (k, v) in parsed.defines {
             self.extra.insert(k, v);
         }
         let outer = self.line;
         let (out, changed) = self.run(&parsed.body, data).map_err(|e| {
             self.line = outer;
-            format!("error calling tpl: line {}: {}", e.line, e.message)
+            CallError::Tpl(e)
         })?;
         self.returned = changed;
         Ok(out)
@@ -358,7 +358,10 @@ impl<'a> Executor<'a> {
                     args.push(p);
                 }
                 self.returned = None;
-                let result = funcs::call(self, name, args).map_err(|m| ExecError { line, message: m })?;
+                let result = funcs::call(self, name, args).map_err(|e| ExecError {
+                    line,
+                    message: e.to_string(),
+                })?;
                 // A template run by include/tpl that changed its data: write it back.
                 if let (Some(v), false) = (self.returned.take(), data_is_piped) {
                     if let Some(target) = cmd.args.get(2) {
@@ -483,7 +486,10 @@ impl<'a> Executor<'a> {
             }
             Arg::Ident(name) => {
                 // A function used as an argument is called without arguments.
-                funcs::call(self, name, Vec::new()).map_err(|m| ExecError { line, message: m })
+                funcs::call(self, name, Vec::new()).map_err(|e| ExecError {
+                    line,
+                    message: e.to_string(),
+                })
             }
             Arg::Pipe(p) => {
                 let mark = vars.len();
@@ -548,7 +554,10 @@ impl<'a> Executor<'a> {
             } else {
                 Vec::new()
             };
-            cur = field(&cur, f, a).map_err(|m| ExecError { line, message: m })?;
+            cur = field(&cur, f, a).map_err(|e| ExecError {
+                line,
+                message: e.to_string(),
+            })?;
         }
         Ok(cur)
     }

@@ -6,16 +6,31 @@ use std::sync::Arc;
 
 use crate::value::{Map, Value};
 
+/// A field or method step that Go's text/template would refuse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(super) enum FieldError {
+    #[error("{name} has arguments but cannot be invoked as function")]
+    NotAFunction { name: String },
+    #[error("nil pointer evaluating interface {{}}.{name}")]
+    NilPointer { name: String },
+    #[error("can't evaluate field {name} in type {type_name}")]
+    NoSuchField { name: String, type_name: &'static str },
+}
+
 /// One field or method step.
-pub(super) fn field(recv: &Value, name: &str, args: Vec<Value>) -> Result<Value, String> {
+pub(super) fn field(recv: &Value, name: &str, args: Vec<Value>) -> Result<Value, FieldError> {
+    let no_such_field = |type_name| FieldError::NoSuchField {
+        name: name.to_string(),
+        type_name,
+    };
     match recv {
         Value::Map(m) => {
             if !args.is_empty() {
-                return Err(format!("{name} has arguments but cannot be invoked as function"));
+                return Err(FieldError::NotAFunction { name: name.to_string() });
             }
             Ok(m.get(name).cloned().unwrap_or(Value::Null))
         }
-        Value::Null => Err(format!("nil pointer evaluating interface {{}}.{name}")),
+        Value::Null => Err(FieldError::NilPointer { name: name.to_string() }),
         Value::Files(files) => {
             let arg = |i: usize| args.get(i).map(crate::value::to_str).unwrap_or_default();
             match name {
@@ -24,7 +39,7 @@ pub(super) fn field(recv: &Value, name: &str, args: Vec<Value>) -> Result<Value,
                 "Lines" => Ok(Value::List(files.lines(&arg(0)))),
                 "AsConfig" => Ok(Value::String(files.as_config())),
                 "AsSecrets" => Ok(Value::String(files.as_secrets())),
-                _ => Err(format!("can't evaluate field {name} in type engine.files")),
+                _ => Err(no_such_field("engine.files")),
             }
         }
         Value::ApiVersions(list) => match name {
@@ -32,9 +47,9 @@ pub(super) fn field(recv: &Value, name: &str, args: Vec<Value>) -> Result<Value,
                 let want = args.first().map(crate::value::to_str).unwrap_or_default();
                 Ok(Value::Bool(list.contains(&want)))
             }
-            _ => Err(format!("can't evaluate field {name} in type chartutil.VersionSet")),
+            _ => Err(no_such_field("chartutil.VersionSet")),
         },
-        other => Err(format!("can't evaluate field {name} in type {}", other.type_name())),
+        other => Err(no_such_field(other.type_name())),
     }
 }
 

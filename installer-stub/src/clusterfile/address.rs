@@ -10,6 +10,19 @@ use std::net::{IpAddr, Ipv4Addr};
 /// Most addresses one range may expand to (a /16).
 pub const MAX_RANGE: u32 = 65_536;
 
+/// Why a string is not an address or a DNS name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NameError {
+    #[error("`{0}` is not an IPv6 address")]
+    NotIpv6(String),
+    #[error("not a valid IP address or DNS name")]
+    Length,
+    #[error("`{0}` is not a valid IP address or DNS name")]
+    NotAName(String),
+    #[error("`{0}` is not a valid IP address")]
+    NotAnIp(String),
+}
+
 /// A host's address: an IP (v4 or v6) or a DNS name.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Address {
@@ -29,7 +42,7 @@ pub fn endpoint_host(address: &str) -> String {
 impl Address {
     /// Parses one IP address or DNS name (no ranges). Names compare case-insensitively, so they
     /// are stored in lowercase.
-    pub fn parse(s: &str) -> Result<Address, String> {
+    pub fn parse(s: &str) -> Result<Address, NameError> {
         if let Ok(ip) = s.parse::<IpAddr>() {
             return Ok(Address::Ip(ip));
         }
@@ -37,7 +50,7 @@ impl Address {
             return inner
                 .parse::<IpAddr>()
                 .map(Address::Ip)
-                .map_err(|_| format!("`{s}` is not an IPv6 address"));
+                .map_err(|_| NameError::NotIpv6(s.to_string()));
         }
         check_dns_name(s)?;
         Ok(Address::Name(s.to_ascii_lowercase()))
@@ -54,7 +67,7 @@ impl fmt::Display for Address {
 }
 
 pub(super) enum AddressError {
-    Address(String),
+    Address(NameError),
     Range(String),
 }
 
@@ -94,10 +107,10 @@ pub(super) fn expand(s: &str) -> Result<Vec<Address>, AddressError> {
     Address::parse(s).map(|a| vec![a]).map_err(AddressError::Address)
 }
 
-pub(super) fn check_dns_name(s: &str) -> Result<(), String> {
+pub(super) fn check_dns_name(s: &str) -> Result<(), NameError> {
     let name = s.strip_suffix('.').unwrap_or(s);
     if name.is_empty() || name.len() > 253 {
-        return Err("not a valid IP address or DNS name".into());
+        return Err(NameError::Length);
     }
     for label in name.split('.') {
         let ok = !label.is_empty()
@@ -106,7 +119,7 @@ pub(super) fn check_dns_name(s: &str) -> Result<(), String> {
             && !label.ends_with('-')
             && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
         if !ok {
-            return Err(format!("`{s}` is not a valid IP address or DNS name"));
+            return Err(NameError::NotAName(s.to_string()));
         }
     }
     // "10.0.0.300" would otherwise pass as a name.
@@ -115,7 +128,7 @@ pub(super) fn check_dns_name(s: &str) -> Result<(), String> {
         .next()
         .is_some_and(|l| l.chars().all(|c| c.is_ascii_digit()))
     {
-        return Err(format!("`{s}` is not a valid IP address"));
+        return Err(NameError::NotAnIp(s.to_string()));
     }
     Ok(())
 }

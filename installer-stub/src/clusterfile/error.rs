@@ -5,7 +5,7 @@
 use std::fmt;
 use std::path::PathBuf;
 
-use super::address::MAX_RANGE;
+use super::address::{NameError, MAX_RANGE};
 
 /// The most errors shown; the rest are counted.
 pub const MAX_SHOWN_ERRORS: usize = 50;
@@ -83,7 +83,7 @@ pub enum ClusterfileError {
     #[error("{at}: more than {max} hosts in all\n  hint: a Clusterfile names at most {max} hosts; split the ranges over several clusters")]
     TooManyHosts { at: Span, max: usize },
     #[error("{at}: bad address {value:?}: {reason}\n  hint: write an IPv4 or IPv6 address, a DNS name, or an IPv4 range like \"10.0.0.21-23\"")]
-    BadAddress { at: Span, value: String, reason: String },
+    BadAddress { at: Span, value: String, reason: NameError },
     #[error("{at}: bad address range {value:?}: {reason}\n  hint: write \"first-last\" with first <= last and at most {MAX_RANGE} addresses, e.g. \"10.0.0.21-10.0.0.23\" or \"10.0.0.21-23\"")]
     BadRange { at: Span, value: String, reason: String },
     #[error("{at}: host_key_policy = \"strict\" without known_hosts\n  hint: set known_hosts to a file with the hosts' keys, or use host_key_policy = \"accept-new\"")]

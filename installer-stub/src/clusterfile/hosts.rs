@@ -162,7 +162,13 @@ impl Cx<'_> {
                             addresses: addresses.len(),
                         });
                     } else if let Err(reason) = check_dns_name(&s) {
-                        self.invalid("hostname", v, &s, &reason, "use letters, digits, `-` and `.`");
+                        self.invalid(
+                            "hostname",
+                            v,
+                            &s,
+                            &reason.to_string(),
+                            "use letters, digits, `-` and `.`",
+                        );
                     } else {
                         hostname = Some(s);
                     }

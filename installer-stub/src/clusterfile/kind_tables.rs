@@ -47,8 +47,9 @@ impl Tables {
 /// `[kubernetes]`: every key checked by the `kubernetes` crate, every problem at its position.
 fn parse_kubernetes(cx: &mut Cx<'_>, t: &DeTable<'_>, hosts: &[Host]) -> Kubernetes {
     let rules = NameRules {
-        dns_name: check_dns_name,
-        address: |s| Address::parse(s).map(drop),
+        // The kubernetes crate cannot name this crate's NameError: it takes the reason's text.
+        dns_name: |s| check_dns_name(s).map_err(|e| e.to_string()),
+        address: |s| Address::parse(s).map(drop).map_err(|e| e.to_string()),
     };
     let mut k = Kubernetes::default();
     let mut at: BTreeMap<&str, &Spanned<DeValue<'_>>> = BTreeMap::new();

@@ -142,9 +142,24 @@ pub fn hook_runs_on(phase: &str, host: &Host, first_master: bool) -> bool {
     }
 }
 
+/// A bundle file under `hooks/` that is not in a hook phase directory.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HookError {
+    #[error(
+        "bundle file `{path}` is directly under hooks/: hooks go in hooks/<phase>/, phases: {}",
+        HOOK_PHASES.join(", ")
+    )]
+    NoPhase { path: String },
+    #[error(
+        "bundle file `{path}` is not in a hook phase directory: hooks go in hooks/<phase>/NAME, phases: {}",
+        HOOK_PHASES.join(", ")
+    )]
+    NotAPhase { path: String },
+}
+
 /// The hooks a bundle carries: `hooks/<phase>/<name>`, by phase then name. Other files under
 /// `hooks/` are an error, so a typo in a phase name is not silently ignored.
-pub fn hooks(manifest: &Manifest) -> Result<Vec<Hook>, String> {
+pub fn hooks(manifest: &Manifest) -> Result<Vec<Hook>, HookError> {
     let mut hooks = Vec::new();
     for e in &manifest.entries {
         let Entry::File { path, .. } = e else { continue };
@@ -152,16 +167,10 @@ pub fn hooks(manifest: &Manifest) -> Result<Vec<Hook>, String> {
             continue;
         };
         let Some((phase, name)) = rest.split_once('/') else {
-            return Err(format!(
-                "bundle file `{path}` is directly under hooks/: hooks go in hooks/<phase>/, phases: {}",
-                HOOK_PHASES.join(", ")
-            ));
+            return Err(HookError::NoPhase { path: path.clone() });
         };
         if !HOOK_PHASES.contains(&phase) || name.contains('/') {
-            return Err(format!(
-                "bundle file `{path}` is not in a hook phase directory: hooks go in hooks/<phase>/NAME, phases: {}",
-                HOOK_PHASES.join(", ")
-            ));
+            return Err(HookError::NotAPhase { path: path.clone() });
         }
         hooks.push(Hook {
             phase: phase.to_string(),
@@ -265,7 +274,7 @@ pub fn make(
     manifest: &Manifest,
     id: String,
     file_bytes: u64,
-) -> Result<Plan, String> {
+) -> Result<Plan, HookError> {
     let root = remote_root(&cluster.name);
     let hooks = hooks(manifest)?;
     let domains: BTreeSet<String> = manifest
@@ -734,7 +743,9 @@ roles = ["node"]
         let targets: Vec<&Host> = c.hosts.iter().collect();
         for bad in ["hooks/x.sh", "hooks/preapre/1.sh", "hooks/init/sub/1.sh"] {
             let m = manifest(&[bad], None);
-            let e = make(&*kinds::detect(&m), Mode::Install, &c, &targets, &m, "i".into(), 1).unwrap_err();
+            let e = make(&*kinds::detect(&m), Mode::Install, &c, &targets, &m, "i".into(), 1)
+                .unwrap_err()
+                .to_string();
             assert!(e.contains(bad) && e.contains("join-master"), "{e}");
         }
     }

@@ -94,8 +94,13 @@ pub enum Probe {
     },
 }
 
+/// A `--probe` value that is neither `tcp` nor `https:/PATH`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}`: expected `tcp` or `https:/PATH` (e.g. https:/readyz)")]
+pub struct ProbeError(pub String);
+
 impl std::str::FromStr for Probe {
-    type Err = String;
+    type Err = ProbeError;
 
     /// `tcp`, or `https:PATH` (e.g. `https:/readyz`).
     fn from_str(s: &str) -> Result<Self, Self::Err> {
@@ -104,7 +109,7 @@ impl std::str::FromStr for Probe {
             Some(("https", path)) if path.starts_with('/') && !path.contains(char::is_whitespace) => {
                 Ok(Probe::Https { path: path.to_string() })
             }
-            _ => Err(format!("`{s}`: expected `tcp` or `https:/PATH` (e.g. https:/readyz)")),
+            _ => Err(ProbeError(s.to_string())),
         }
     }
 }

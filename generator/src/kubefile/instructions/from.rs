@@ -60,7 +60,7 @@ impl Parser<'_> {
         }
         let at = ins.args.first().map_or(ins.at, |p| p.pos);
         if let Err(problem) = crate::kube_version::Constraint::parse(&text) {
-            return Err(self.bad_args(at, "KUBEVERSION", problem, &ins.args, KUBEVERSION_USAGE));
+            return Err(self.bad_args(at, "KUBEVERSION", problem.to_string(), &ins.args, KUBEVERSION_USAGE));
         }
         self.labels.insert(KUBE_VERSION_LABEL.to_string(), text.clone());
         self.kube_version = Some((text, at));
