@@ -67,7 +67,7 @@ fn lock_state(state: &Path, cluster: &str, what: &str) -> Result<LockFile> {
 }
 
 fn load_cluster(path: &Path) -> Result<Clusterfile> {
-    clusterfile::load(path).map_err(|e| anyhow::anyhow!("{e}"))
+    Ok(clusterfile::load(path)?)
 }
 
 pub fn install(args: &InstallArgs) -> Result<()> {
@@ -143,7 +143,7 @@ fn run_with(
         verified.id().to_string(),
         file_bytes,
     )
-    .map_err(|e| anyhow::anyhow!("{}: {e}", bundle_path.display()))?;
+    .with_context(|| bundle_path.display().to_string())?;
     if args.dry_run {
         if args.json {
             json_lines::print_line(&Message::Plan(plan.json()))?;
@@ -154,10 +154,16 @@ fn run_with(
         return Ok(());
     }
     if targets.is_empty() {
-        println!(
+        let said = format!(
             "every host of {} is already installed: nothing to add",
             args.config.display()
         );
+        // With --json, stdout holds JSON lines only.
+        if args.json {
+            terminal::log(said);
+        } else {
+            println!("{said}");
+        }
         return Ok(());
     }
     if !args.json {
@@ -368,8 +374,7 @@ pub fn check(args: &CheckArgs) -> Result<()> {
         &manifest,
         verified.id().to_string(),
         verified.trailer().total_len,
-    )
-    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    )?;
     let log = Log::open(&state, "check.log", args.json)?;
     let connector = transport::SshConnector::new(&targets)?;
     let engine = engine::Engine::new(engine::Setup {

@@ -191,7 +191,7 @@ impl Bed {
             parallel: 4,
             state_dir: Some(self.state()),
         };
-        let cluster = clusterfile::load(&self.config()).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let cluster = clusterfile::load(&self.config())?;
         let verified = Bundle::open(bundle())?.verify_signature(&Trust::Key(key().public()))?;
         let hosts = self.hosts.clone();
         run_with(mode, &args, only, cluster, verified, &move |_| {

@@ -296,6 +296,10 @@ fn install_three_hosts_then_add_a_fourth_root() {
     // Nothing left to add.
     let none = ok(&mut on_master(&bed, &["add-node", "--yes"], &s4.config));
     assert!(String::from_utf8_lossy(&none.stdout).contains("nothing to add"));
+    // With --json, stdout stays JSON lines (here: none) and the words go to stderr.
+    let none = ok(&mut on_master(&bed, &["add-node", "--yes", "--json"], &s4.config));
+    assert!(none.stdout.is_empty(), "{}", String::from_utf8_lossy(&none.stdout));
+    assert!(String::from_utf8_lossy(&none.stderr).contains("nothing to add"));
 
     // A node reboots: its containerd is gone, `check` says so (exit 4), and `install` again
     // brings it back: registry, copy, prepare hooks and check run every time (idempotent),
