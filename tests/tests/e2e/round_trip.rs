@@ -107,12 +107,14 @@ fn demo_bundle_passes_sha256sum_ssh_keygen_and_both_verifiers() {
         .arg("delivery.run.sha256")
         .current_dir(t.path()));
     let ssh_verify = |file: &std::path::Path| {
-        run(Command::new("ssh-keygen")
-            .args(["-Y", "verify", "-f"])
-            .arg(&keys.allowed_signers)
-            .args(["-I", "vendor", "-n", "delivery", "-s"])
-            .arg(t.path().join("delivery.run.sig"))
-            .stdin(Stdio::from(fs::File::open(file).unwrap())))
+        run_with_stdin(
+            Command::new("ssh-keygen")
+                .args(["-Y", "verify", "-f"])
+                .arg(&keys.allowed_signers)
+                .args(["-I", "vendor", "-n", "delivery", "-s"])
+                .arg(t.path().join("delivery.run.sig"))
+                .stdin(Stdio::from(fs::File::open(file).unwrap())),
+        )
     };
     assert!(
         ssh_verify(&bundle).status.success(),

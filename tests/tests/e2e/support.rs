@@ -1,9 +1,12 @@
 //! Shared fixtures: where the binaries are, keys, contexts, and building bundles.
 
 use std::fs;
+use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use bundle_format::layout::Trailer;
 
@@ -48,9 +51,70 @@ pub fn stub() -> PathBuf {
     portable
 }
 
-/// Run a command, returning its output (never panics on a non-zero exit).
+/// Run a command with stdin closed, returning its output (never panics on a non-zero exit;
+/// panics when it runs past [`command_deadline`]).
 pub fn run(cmd: &mut Command) -> Output {
-    retry_busy(|| cmd.output())
+    run_with_stdin(cmd.stdin(Stdio::null()))
+}
+
+/// How long one command may run: `DELIVERY_E2E_COMMAND_TIMEOUT` seconds, 900 by default. A
+/// command that hangs (an installer once deadlocked in `check`) fails its test with its output
+/// so far, instead of holding CI until its time limit.
+pub fn command_deadline() -> Duration {
+    let secs = std::env::var("DELIVERY_E2E_COMMAND_TIMEOUT")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(900);
+    Duration::from_secs(secs)
+}
+
+/// [`run`] with whatever stdin the command was given.
+pub fn run_with_stdin(cmd: &mut Command) -> Output {
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = retry_busy(|| cmd.spawn());
+    let collect = |pipe: Option<Box<dyn Read + Send>>| {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&seen);
+        let reader = std::thread::spawn(move || {
+            let Some(mut pipe) = pipe else { return };
+            let mut buf = [0u8; 64 << 10];
+            while let Ok(n) = pipe.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        });
+        (seen, reader)
+    };
+    let (stdout, out_reader) = collect(child.stdout.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
+    let (stderr, err_reader) = collect(child.stderr.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
+    let limit = command_deadline();
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "{cmd:?} still ran after {} s (DELIVERY_E2E_COMMAND_TIMEOUT): killed. Output so far:\nstdout: {}\nstderr: {}",
+                limit.as_secs(),
+                String::from_utf8_lossy(&stdout.lock().unwrap()),
+                String::from_utf8_lossy(&stderr.lock().unwrap())
+            );
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    out_reader.join().unwrap();
+    err_reader.join().unwrap();
+    let take = |v: Arc<Mutex<Vec<u8>>>| std::mem::take(&mut *v.lock().unwrap());
+    Output {
+        status,
+        stdout: take(stdout),
+        stderr: take(stderr),
+    }
 }
 
 /// Run `start` again while it fails with ETXTBSY: a test thread that forks while another test
