@@ -88,6 +88,19 @@ pub enum Command {
     /// that the first master runs the bundle's pre-join hooks (fresh join credentials).
     /// Example: ./delivery.run add-node --config cluster.toml --host 10.0.0.24 --yes
     AddNode(AddNodeArgs),
+    /// Take the bundle off the hosts of a Clusterfile (all, or those named by --host).
+    ///
+    /// Plans, runs preflight, then on each host: the bundle's reset hooks (hooks/reset/*, which
+    /// undo what its other hooks set up), then `clean`: the registry this install started is
+    /// stopped (its systemd unit removed) and the install root /var/lib/delivery/<cluster> is
+    /// removed. The hosts are then forgotten by the journal (`add-node` or `install` puts them
+    /// back). Without --host the whole cluster goes, this master last, and its install state
+    /// with it; the log of the reset is kept beside it. The first master goes only with the
+    /// whole cluster. Resumes like install: run it again after a failure.
+    /// Not built yet: the Kubernetes bundle's reset hooks (kubeadm reset, CNI interfaces,
+    /// iptables), and removing a node from a running Kubernetes cluster (remove-node).
+    /// Example: ./delivery.run reset --config cluster.toml --yes
+    Reset(ResetArgs),
     /// Kubernetes certificates (100-year PKI made by install): list their expiry, or renew them.
     ///
     /// Reads /etc/kubernetes/pki by default (run it on a master). `--renew` issues every leaf
@@ -323,6 +336,16 @@ pub struct AddNodeArgs {
     #[command(flatten)]
     pub install: InstallArgs,
     /// Only this host (an address of the Clusterfile); repeatable. Default: every host not installed yet.
+    #[arg(long = "host", value_name = "ADDRESS")]
+    pub hosts: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ResetArgs {
+    #[command(flatten)]
+    pub install: InstallArgs,
+    /// Only this host (an address of the Clusterfile, not the first master); repeatable.
+    /// Default: every host, and this master's install state.
     #[arg(long = "host", value_name = "ADDRESS")]
     pub hosts: Vec<String>,
 }

@@ -24,6 +24,7 @@ fn main() -> ExitCode {
         cli::Command::Registry(cli::RegistryCommand::Supervise(args)) => registry::service::supervise(&args),
         cli::Command::Install(args) => install::install(&args),
         cli::Command::AddNode(args) => install::add_node(&args),
+        cli::Command::Reset(args) => install::reset(&args),
         cli::Command::Status(args) => install::status(&args),
         cli::Command::Check(args) => install::check(&args),
         cli::Command::Cert(args) => pki::run(&args),

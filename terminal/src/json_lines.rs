@@ -251,6 +251,8 @@ pub enum PlanMode {
     Install,
     /// `"addnode"`.
     AddNode,
+    /// `"reset"`.
+    Reset,
 }
 
 #[derive(Debug, Serialize)]

@@ -82,6 +82,8 @@ struct World {
     /// Scripts as sent, in order.
     scripts: Vec<Sent>,
     registry_down: bool,
+    /// Per host: the installer id its install root holds (the master's own, on the master).
+    installer_ids: BTreeMap<String, String>,
 }
 
 /// The hosts of a test and everything done to them. Clones share the same hosts.
@@ -118,6 +120,11 @@ impl FakeHosts {
     /// Scripts holding `marker` print and publish `answer`, on every host.
     pub fn answer(&self, marker: &str, answer: Answer) {
         self.world().answers.push((marker.to_string(), answer));
+    }
+
+    /// `host` is the master itself: its install root holds the master's installer id `id`.
+    pub fn master_is(&self, host: &str, id: &str) {
+        self.world().installer_ids.insert(host.to_string(), id.to_string());
     }
 
     pub fn registry_down(&self) {
@@ -225,7 +232,8 @@ impl Remote for FakeRemote {
             None => {}
         }
         let canned = if script == preflight::SCRIPT {
-            Some(facts(&self.address))
+            let id = w.installer_ids.get(&self.address).cloned().unwrap_or_default();
+            Some(facts(&self.address, &id))
         } else if script.starts_with("cat \"$DELIVERY_PUBLISH\"") {
             Some(w.published.remove(&self.address).unwrap_or_default())
         } else {
@@ -315,12 +323,12 @@ impl Remote for FakeRemote {
 }
 
 /// What the preflight script prints on a healthy host named after its address.
-fn facts(address: &str) -> String {
+fn facts(address: &str, installer_id: &str) -> String {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64());
     format!(
-        "uid=0\nhostname=host-{}\narch={}\nos=debian 12\nfree_kib=104857600\ninstaller_id=\ntime={now}\n",
+        "uid=0\nhostname=host-{}\narch={}\nos=debian 12\nfree_kib=104857600\ninstaller_id={installer_id}\ntime={now}\n",
         address.replace('.', "-"),
         preflight::machine_arch()
     )

@@ -28,7 +28,7 @@ use bundle_format::lock::{self, LockFile};
 use bundle_format::Verified;
 use terminal::json_lines::{self, Message};
 
-use crate::cli::{AddNodeArgs, CheckArgs, InstallArgs, StatusArgs};
+use crate::cli::{AddNodeArgs, CheckArgs, InstallArgs, ResetArgs, StatusArgs};
 use crate::clusterfile::{self, Clusterfile, Host};
 use crate::kinds;
 use crate::own_bundle::{open_verified, own_path};
@@ -78,6 +78,10 @@ pub fn add_node(args: &AddNodeArgs) -> Result<()> {
     run(Mode::AddNode, &args.install, &args.hosts)
 }
 
+pub fn reset(args: &ResetArgs) -> Result<()> {
+    run(Mode::Reset, &args.install, &args.hosts)
+}
+
 fn run(mode: Mode, args: &InstallArgs, only: &[String]) -> Result<()> {
     let cluster = load_cluster(&args.config)?;
     let verified = open_verified(&args.trust, args.json)?;
@@ -106,6 +110,7 @@ fn run_with(
     let what = match mode {
         Mode::Install => "install",
         Mode::AddNode => "add-node",
+        Mode::Reset => "reset",
     };
     // A dry run only reads: it neither waits for nor blocks a running install.
     let _lock = if args.dry_run {
@@ -120,6 +125,16 @@ fn run_with(
         version: manifest.bundle.version.clone(),
         file_sha256: None,
     };
+    if mode == Mode::Reset {
+        if let Some(j) = Journal::load(&journal_path)?.filter(|j| j.bundle.id != record.id) {
+            bail!(
+                "the cluster was installed from bundle {} {} ({}): reset it with that bundle, whose reset hooks undo what it set up",
+                j.bundle.name,
+                j.bundle.version,
+                j.bundle.id
+            );
+        }
+    }
     let journal = Journal::open(&journal_path, &cluster.name, record)?;
     let targets: Vec<&Host> = match mode {
         Mode::Install => cluster.hosts.iter().collect(),
@@ -132,6 +147,7 @@ fn run_with(
             }
             t
         }
+        Mode::Reset => reset_targets(&cluster, only)?,
     };
     let kind = kinds::detect(&manifest);
     let plan = plan::make(
@@ -193,7 +209,7 @@ fn run_with(
         connector: &*connector,
         journal,
         journal_path,
-        state_dir: state,
+        state_dir: state.clone(),
         bundle_path,
         signer: verified.signer().fingerprint().to_string(),
         log: &log,
@@ -202,7 +218,53 @@ fn run_with(
     engine.preflight()?;
     engine.prepare_master(&verified)?;
     drop(verified);
-    engine.execute()
+    if mode != Mode::Reset {
+        return engine.execute();
+    }
+    let whole = only.is_empty();
+    engine.execute_reset(whole)?;
+    if whole {
+        forget_cluster(&state, &log)?;
+    }
+    Ok(())
+}
+
+/// The hosts `reset` takes the bundle off: every host of the Clusterfile, or those named. The
+/// first master goes only with the whole cluster: the others joined through it.
+fn reset_targets<'a>(cluster: &'a Clusterfile, only: &[String]) -> Result<Vec<&'a Host>> {
+    if only.is_empty() {
+        return Ok(cluster.hosts.iter().collect());
+    }
+    let mut targets = Vec::new();
+    for a in only {
+        let Some(h) = cluster.by_address(a) else {
+            bail!("--host {a} is not a host of the Clusterfile");
+        };
+        if h.address == cluster.first_master().address {
+            bail!("--host {a} is the first master, which the other hosts joined through: reset it only with the whole cluster (no --host)");
+        }
+        if !targets.iter().any(|t: &&Host| t.address == h.address) {
+            targets.push(h);
+        }
+    }
+    Ok(targets)
+}
+
+/// After a reset of the whole cluster: this master's state directory goes (journal, unpacked
+/// bundle, payloads), and the reset log is kept beside it.
+fn forget_cluster(state: &Path, log: &Log) -> Result<()> {
+    let kept = state.with_file_name(format!(
+        "{}-reset.log",
+        state.file_name().map_or("delivery".into(), |n| n.to_string_lossy())
+    ));
+    fs::copy(&log.path, &kept).with_context(|| format!("failed to keep the reset log as {}", kept.display()))?;
+    fs::remove_dir_all(state).with_context(|| format!("failed to remove the state directory {}", state.display()))?;
+    terminal::log(format_args!(
+        "reset done: the install state {} is removed; the log of this reset is {}",
+        state.display(),
+        kept.display()
+    ));
+    Ok(())
 }
 
 fn add_node_targets<'a>(

@@ -34,7 +34,15 @@ pub fn remote_root(cluster: &str) -> String {
 }
 
 /// Hook phases, in the order they run.
-pub const HOOK_PHASES: [&str; 6] = ["prepare", "init", "pre-join", "join-master", "join-node", "check"];
+pub const HOOK_PHASES: [&str; 7] = [
+    "prepare",
+    "init",
+    "pre-join",
+    "join-master",
+    "join-node",
+    "check",
+    "reset",
+];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -42,6 +50,8 @@ pub enum Mode {
     Install,
     /// Only hosts the journal does not know: `add-node`.
     AddNode,
+    /// The bundle taken off hosts: `reset`.
+    Reset,
 }
 
 #[derive(Debug, Clone)]
@@ -134,7 +144,7 @@ pub fn hook_runs_on(phase: &str, host: &Host, first_master: bool) -> bool {
     let master = host.has_role(Role::Master);
     let node = host.has_role(Role::Node);
     match phase {
-        "prepare" | "check" => master || node,
+        "prepare" | "check" | "reset" => master || node,
         "init" | "pre-join" => first_master,
         "join-master" => master && !first_master,
         "join-node" => node && !master,
@@ -293,6 +303,22 @@ pub fn make(
         .iter()
         .map(|h| {
             let is_first = h.address == first;
+            if mode == Mode::Reset {
+                // The bundle's reset hooks undo what its hooks set up, then `clean` removes
+                // what the installer put there.
+                let mut steps: Vec<String> = hooks
+                    .iter()
+                    .filter(|k| k.phase == "reset" && hook_runs_on("reset", h, is_first))
+                    .map(Hook::step)
+                    .collect();
+                steps.push("clean".to_string());
+                return HostPlan {
+                    address: h.address.to_string(),
+                    roles: role_names(h),
+                    payload: None,
+                    steps,
+                };
+            }
             if mode == Mode::AddNode && is_first {
                 // Installed already (add-node requires it): only fresh join credentials.
                 return HostPlan {
@@ -318,7 +344,7 @@ pub fn make(
             }
             steps.extend(kind.steps(h).into_iter().map(String::from));
             for hook in &hooks {
-                if hook.phase == "check" || !hook_runs_on(&hook.phase, h, is_first) {
+                if hook.phase == "check" || hook.phase == "reset" || !hook_runs_on(&hook.phase, h, is_first) {
                     continue;
                 }
                 if mode == Mode::AddNode && hook.phase == "init" {
@@ -388,6 +414,7 @@ impl Plan {
             mode: match self.mode {
                 Mode::Install => json_lines::PlanMode::Install,
                 Mode::AddNode => json_lines::PlanMode::AddNode,
+                Mode::Reset => json_lines::PlanMode::Reset,
             },
             cluster: &self.cluster,
             bundle: json_lines::PlanBundle {
@@ -448,23 +475,9 @@ impl Plan {
         self.hooks.iter().filter(move |h| h.phase == phase)
     }
 
-    /// The plan for people: what goes where, in which order.
-    pub fn render(&self) -> String {
+    /// The files part of the printed plan: what goes where.
+    fn render_files(&self, s: &mut String) {
         use std::fmt::Write;
-        let mut s = String::new();
-        let verb = match self.mode {
-            Mode::Install => "install",
-            Mode::AddNode => "add-node",
-        };
-        let _ = writeln!(
-            s,
-            "Plan: {verb} {} {} (bundle {}) on cluster `{}`, {} host(s)",
-            self.bundle.name,
-            self.bundle.version,
-            short(&self.bundle.id),
-            self.cluster,
-            self.hosts.len()
-        );
         let _ = writeln!(s, "\nFiles (every host keeps them under {}):", self.root);
         if self.hosts.iter().any(|h| h.steps.iter().any(|s| s == "registry")) {
             let _ = writeln!(
@@ -513,6 +526,29 @@ impl Plan {
             "  {:<12} {:>10}  containerd hosts.toml per registry -> {}/certs.d on every master and node",
             "mirror", "", self.root
         );
+    }
+
+    /// The plan for people: what goes where, in which order.
+    pub fn render(&self) -> String {
+        use std::fmt::Write;
+        let mut s = String::new();
+        let verb = match self.mode {
+            Mode::Install => "install",
+            Mode::AddNode => "add-node",
+            Mode::Reset => "reset",
+        };
+        let _ = writeln!(
+            s,
+            "Plan: {verb} {} {} (bundle {}) on cluster `{}`, {} host(s)",
+            self.bundle.name,
+            self.bundle.version,
+            short(&self.bundle.id),
+            self.cluster,
+            self.hosts.len()
+        );
+        if self.mode != Mode::Reset {
+            self.render_files(&mut s);
+        }
         let _ = writeln!(s, "\nSteps, in order:");
         let registry = self.hosts.iter().filter(|h| h.steps.iter().any(|s| s == "registry"));
         for h in registry {
@@ -560,16 +596,32 @@ impl Plan {
                 let _ = writeln!(s, "  launch       on {}: {cmd}", h.address);
             }
         }
+        let clean: Vec<&str> = self
+            .hosts
+            .iter()
+            .filter(|h| h.steps.iter().any(|s| s == "clean"))
+            .map(|h| h.address.as_str())
+            .collect();
+        if !clean.is_empty() {
+            let _ = writeln!(
+                s,
+                "  clean        on {}: the registry stopped, {} removed; then forgotten by the journal",
+                clean.join(", "),
+                self.root
+            );
+        }
         let checks: Vec<&str> = self.hooks_of("check").map(|h| h.path.as_str()).collect();
-        let _ = writeln!(
-            s,
-            "  check        on every host{}; the registry answers for every image",
-            if checks.is_empty() {
-                String::new()
-            } else {
-                format!(": {}", checks.join(", "))
-            }
-        );
+        if self.mode != Mode::Reset {
+            let _ = writeln!(
+                s,
+                "  check        on every host{}; the registry answers for every image",
+                if checks.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", checks.join(", "))
+                }
+            );
+        }
         let _ = writeln!(s, "\nHosts:");
         for h in &self.hosts {
             let _ = writeln!(
@@ -706,6 +758,38 @@ roles = ["node"]
         .unwrap();
         assert_eq!(p.hosts.len(), 1);
         assert_eq!(p.hosts[0].steps, ["copy", "hook:join-node/1.sh", "check"]);
+    }
+
+    #[test]
+    fn reset_runs_the_reset_hooks_then_clean_and_install_never_runs_them() {
+        let c = cluster(THREE);
+        let m = manifest(&["hooks/init/1.sh", "hooks/reset/1.sh", "hooks/reset/2.sh"], None);
+        let all: Vec<&Host> = c.hosts.iter().collect();
+        let kind = kinds::detect(&m);
+        let p = make(&*kind, Mode::Reset, &c, &all, &m, "sha256:ab".into(), 1).unwrap();
+        for h in &p.hosts {
+            assert_eq!(
+                h.steps,
+                ["hook:reset/1.sh", "hook:reset/2.sh", "clean"],
+                "{}",
+                h.address
+            );
+            assert_eq!(h.payload, None);
+        }
+        let text = p.render();
+        assert!(text.starts_with("Plan: reset app 1.0"), "{text}");
+        assert!(
+            text.contains("  clean        on 10.0.0.1, 10.0.0.2, 10.0.0.3, 10.0.0.4:"),
+            "{text}"
+        );
+        assert!(!text.contains("Files") && !text.contains("  check "), "{text}");
+        let install = make(&*kind, Mode::Install, &c, &all, &m, "sha256:ab".into(), 1).unwrap();
+        for h in &install.hosts {
+            assert!(
+                !h.steps.iter().any(|s| s.starts_with("hook:reset/") || s == "clean"),
+                "{h:?}"
+            );
+        }
     }
 
     #[test]

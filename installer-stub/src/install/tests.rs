@@ -45,6 +45,7 @@ const HOOKS: &[(&str, &str)] = &[
         "join-node --token {{ published.JOIN_TOKEN }}\n",
     ),
     ("hooks/check/10-check.sh", "echo healthy\n"),
+    ("hooks/reset/10-undo.sh", "echo undoing {{ host.address }}\n"),
 ];
 
 /// Steps that run again on every run; the others run once.
@@ -492,4 +493,123 @@ fn a_host_that_cannot_be_reached_stops_the_install_before_any_change() {
         );
     }
     assert!(bed.hosts.calls().iter().all(|(_, c)| !matches!(c, Call::Upload(_))));
+}
+
+/// The calls on `host` from its `from`-th on, labelled.
+fn labels_from(hosts: &FakeHosts, host: &str, from: usize) -> Vec<String> {
+    hosts.labels(host)[from..].to_vec()
+}
+
+fn counts(bed: &Bed, hosts: &[&str]) -> Vec<usize> {
+    hosts.iter().map(|h| bed.hosts.count(h)).collect()
+}
+
+#[test]
+fn reset_runs_the_reset_hooks_then_cleans_every_host_this_master_last_and_install_starts_over() {
+    let bed = three_hosts();
+    bed.install().unwrap();
+    let id = fs::read_to_string(bed.state().join(".installer-id")).unwrap();
+    bed.hosts.master_is(M1, id.trim());
+    let before = counts(&bed, &[M1, M2, N1]);
+    bed.run(Mode::Reset, &[]).unwrap();
+    let calls = bed.hosts.calls();
+    let clean_at = |host: &str| {
+        calls
+            .iter()
+            .rposition(|(h, c)| h == host && *c == Call::Run("script".into()))
+            .unwrap()
+    };
+    for (h, n) in [M1, M2, N1].iter().zip(&before) {
+        let runs: Vec<String> = named_runs_from(&bed.hosts, h, *n)
+            .into_iter()
+            .filter(|r| r != "preflight" && r != "script")
+            .collect();
+        assert_eq!(
+            runs,
+            ["hook:reset/10-undo.sh"],
+            "{h}: {:?}",
+            labels_from(&bed.hosts, h, *n)
+        );
+        // Then `clean`, the last script the host gets.
+        let (script, env) = bed.hosts.scripts(h, "").pop().expect("scripts");
+        assert!(script.contains("registry stop"), "{script}");
+        assert!(script.contains("rm -rf \"$R\""), "{script}");
+        let keep = env.iter().find(|(k, _)| k == "KEEP").map(|(_, v)| v.as_str());
+        // This master's state is not its install root here (--state-dir elsewhere): removed too.
+        assert_eq!(keep, Some("0"), "{h}");
+    }
+    // This master goes last: its install root is the state it works from.
+    assert!(clean_at(M1) > clean_at(M2) && clean_at(M1) > clean_at(N1));
+    // Its state is gone, the log of the reset kept beside it.
+    assert!(!bed.state().exists());
+    let kept = fs::read_to_string(bed.dir.path().join("state-reset.log")).unwrap();
+    assert!(kept.contains("clean"), "{kept}");
+    // The same Clusterfile installs again, from the start.
+    let again = counts(&bed, &[M1]);
+    bed.install().unwrap();
+    assert!(named_runs_from(&bed.hosts, M1, again[0]).contains(&"hook:init/10-init.sh".to_string()));
+    assert_all_done(&bed);
+}
+
+#[test]
+fn reset_of_one_node_forgets_only_it_and_add_node_brings_it_back() {
+    let bed = three_hosts();
+    bed.install().unwrap();
+    let before = counts(&bed, &[M1, M2]);
+    bed.run(Mode::Reset, &[N1.to_string()]).unwrap();
+    assert_eq!(counts(&bed, &[M1, M2]), before, "reset of {N1} touched another host");
+    let journal = bed.journal();
+    assert!(!journal.hosts.contains_key(N1), "{N1} is still in the journal");
+    assert!(journal.hosts.contains_key(M1) && journal.hosts.contains_key(M2));
+    assert!(
+        journal.published.contains_key("JOIN_TOKEN"),
+        "a node's reset dropped the cluster's values"
+    );
+    let from = bed.hosts.count(N1);
+    bed.run(Mode::AddNode, &[]).unwrap();
+    assert_eq!(
+        named_runs_from(&bed.hosts, N1, from)
+            .into_iter()
+            .filter(|r| r.starts_with("hook:"))
+            .collect::<Vec<_>>(),
+        [
+            "hook:prepare/10-prep.sh",
+            "hook:join-node/10-jn.sh",
+            "hook:check/10-check.sh"
+        ]
+    );
+    assert_all_done(&bed);
+}
+
+#[test]
+fn reset_refuses_the_first_master_alone_and_a_host_outside_the_clusterfile() {
+    let bed = three_hosts();
+    bed.install().unwrap();
+    let n = bed.hosts.calls().len();
+    let err = bed.run(Mode::Reset, &[M1.to_string()]).unwrap_err();
+    assert!(format!("{err:#}").contains("first master"), "{err:#}");
+    let err = bed.run(Mode::Reset, &["10.9.9.9".to_string()]).unwrap_err();
+    assert!(format!("{err:#}").contains("not a host of the Clusterfile"), "{err:#}");
+    assert_eq!(bed.hosts.calls().len(), n, "a refused reset contacted a host");
+}
+
+#[test]
+fn a_reset_that_fails_on_a_host_keeps_it_in_the_journal_and_a_rerun_finishes_it() {
+    let bed = three_hosts();
+    bed.install().unwrap();
+    bed.hosts.fail_script(N1, "registry stop");
+    let err = bed.run(Mode::Reset, &[N1.to_string()]).unwrap_err();
+    assert!(err.downcast_ref::<HostsFailed>().is_some(), "{err:#}");
+    let journal = bed.journal();
+    assert_eq!(journal.hosts[N1].steps["clean"].state, StepState::Failed);
+    assert_eq!(journal.hosts[N1].steps["hook:reset/10-undo.sh"].state, StepState::Done);
+    bed.hosts.heal();
+    let from = bed.hosts.count(N1);
+    bed.run(Mode::Reset, &[N1.to_string()]).unwrap();
+    let again = named_runs_from(&bed.hosts, N1, from);
+    assert!(
+        !again.contains(&"hook:reset/10-undo.sh".to_string()),
+        "the reset hook ran twice: {again:?}"
+    );
+    assert!(!bed.journal().hosts.contains_key(N1));
 }

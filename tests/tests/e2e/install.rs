@@ -5,6 +5,7 @@
 //! registry and runs it. Then the faults: a dead host at preflight, SIGKILL during the copy, a
 //! link cut mid-install, a changed host key, a wrong password. Needs root.
 
+use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -641,4 +642,106 @@ fn racing_installs_one_runs_the_others_are_told_who_holds_the_lock_root() {
     );
     assert!(gone(&bed, 3, "release-never"), "the stale holder still runs");
     bed.down();
+}
+
+/// Every path under host `i`'s own layer (what it changed of the machine's tree: the bed's
+/// hosts are overlays over `/`), skipping what the host's own sshd and shells write, and the
+/// directories that exist below it (copied up when a file in them changed, not made).
+fn tree_of(bed: &Testbed, i: usize) -> BTreeSet<String> {
+    let up = bed.upper(i);
+    let mut paths = BTreeSet::new();
+    let mut stack = vec![up.clone()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = fs::read_dir(&dir) else { continue };
+        for e in entries.flatten() {
+            let path = e.path();
+            let rel = path.strip_prefix(&up).unwrap().to_string_lossy().to_string();
+            if rel.starts_with("var/log") || rel.starts_with("root/.") || rel.starts_with("home/") {
+                continue;
+            }
+            let meta = fs::symlink_metadata(&path).unwrap();
+            if meta.is_dir() {
+                stack.push(path);
+                if !Path::new("/").join(&rel).is_dir() {
+                    paths.insert(format!("{rel}/"));
+                }
+            } else {
+                paths.insert(rel);
+            }
+        }
+    }
+    paths
+}
+
+/// Processes of host `i` (its mount namespace) whose command line names this cluster or the
+/// fixture's containerd.
+fn processes_of(bed: &Testbed, i: usize) -> Vec<String> {
+    let out = bed.ssh(i, "root", "for d in /proc/[0-9]*; do [ \"$(readlink $d/ns/mnt)\" = \"$(readlink /proc/self/ns/mnt)\" ] && tr '\\0' ' ' < $d/cmdline && echo; done");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains(&format!("/var/lib/delivery/{CLUSTER}")) || l.contains("delivery-config.toml"))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn reset_leaves_nothing_behind_and_the_same_clusterfile_installs_again_root() {
+    let bed = Testbed::up(2);
+    let dir = scratch("reset");
+    let hosts = format!(
+        "[[hosts]]\naddresses = [\"{}\"]\nroles = [\"master\", \"registry\"]\n\
+         [[hosts]]\naddresses = [\"{}\"]\nroles = [\"node\"]\n",
+        bed.ip(1),
+        bed.ip(2)
+    );
+    let s = setup(&bed, &dir, &hosts);
+    let before: Vec<BTreeSet<String>> = (1..=2).map(|i| tree_of(&bed, i)).collect();
+    ok(&mut on_master(&bed, &["install", "--yes"], &s.config));
+    assert!(
+        !processes_of(&bed, 1).is_empty(),
+        "no registry or containerd ran after install"
+    );
+
+    // A node alone: it is forgotten, the master keeps everything.
+    ok(&mut on_master(
+        &bed,
+        &["reset", "--yes", "--host", bed.ip(2)],
+        &s.config,
+    ));
+    assert_eq!(tree_of(&bed, 2), before[1], "reset --host left files on the node");
+    assert!(processes_of(&bed, 2).is_empty(), "{:?}", processes_of(&bed, 2));
+    let status = ok(&mut on_master(&bed, &["status"], &s.config));
+    assert!(
+        String::from_utf8_lossy(&status.stdout).contains("new"),
+        "{}",
+        String::from_utf8_lossy(&status.stdout)
+    );
+    ok(&mut on_master(&bed, &["add-node", "--yes"], &s.config));
+
+    // The whole cluster, from the master that is one of its hosts.
+    let out = ok(&mut on_master(&bed, &["reset", "--yes"], &s.config));
+    let said = String::from_utf8_lossy(&out.stderr);
+    let kept = format!("var/lib/delivery/{CLUSTER}-reset.log");
+    assert!(said.contains(&format!("/{kept}")), "{said}");
+    for i in 1..=2 {
+        let mut after = tree_of(&bed, i);
+        if i == 1 {
+            // What the master keeps on purpose: the log of the reset, beside the state.
+            assert!(after.remove(&kept), "the reset log is not kept at /{kept}");
+            after.remove("var/lib/delivery/");
+        }
+        let added: Vec<_> = after.difference(&before[i - 1]).collect();
+        let removed: Vec<_> = before[i - 1].difference(&after).collect();
+        assert!(
+            added.is_empty() && removed.is_empty(),
+            "host {i} after reset: added {added:?}, removed {removed:?}"
+        );
+        assert!(
+            processes_of(&bed, i).is_empty(),
+            "host {i}: {:?}",
+            processes_of(&bed, i)
+        );
+    }
+    // And it installs again from the start.
+    ok(&mut on_master(&bed, &["install", "--yes"], &s.config));
 }

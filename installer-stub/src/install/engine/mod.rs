@@ -13,6 +13,7 @@
 mod hook_run;
 mod master;
 mod preflight_run;
+mod reset;
 mod steps;
 mod summary;
 

@@ -17,7 +17,7 @@ impl Engine<'_> {
             self.step(i, "check", true, |r| self.check(r, i));
         });
         let registry_error = match self.s.plan.mode {
-            Mode::AddNode => None,
+            Mode::AddNode | Mode::Reset => None,
             Mode::Install => {
                 let images: Vec<String> = self.s.manifest.images.iter().map(|i| i.name.clone()).collect();
                 match self
