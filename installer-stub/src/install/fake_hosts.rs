@@ -84,6 +84,8 @@ struct World {
     registry_down: bool,
     /// Per host: the installer id its install root holds (the master's own, on the master).
     installer_ids: BTreeMap<String, String>,
+    /// Per host: ports something listens on.
+    busy_ports: BTreeMap<String, Vec<u16>>,
 }
 
 /// The hosts of a test and everything done to them. Clones share the same hosts.
@@ -125,6 +127,11 @@ impl FakeHosts {
     /// `host` is the master itself: its install root holds the master's installer id `id`.
     pub fn master_is(&self, host: &str, id: &str) {
         self.world().installer_ids.insert(host.to_string(), id.to_string());
+    }
+
+    /// Something listens on `port` on `host`.
+    pub fn busy_port(&self, host: &str, port: u16) {
+        self.world().busy_ports.entry(host.to_string()).or_default().push(port);
     }
 
     pub fn registry_down(&self) {
@@ -233,7 +240,11 @@ impl Remote for FakeRemote {
         }
         let canned = if script == preflight::SCRIPT {
             let id = w.installer_ids.get(&self.address).cloned().unwrap_or_default();
-            Some(facts(&self.address, &id))
+            let mut out = facts(&self.address, &id);
+            for port in w.busy_ports.get(&self.address).into_iter().flatten() {
+                out.push_str(&format!("port_busy={port}\n"));
+            }
+            Some(out)
         } else if script.starts_with("cat \"$DELIVERY_PUBLISH\"") {
             Some(w.published.remove(&self.address).unwrap_or_default())
         } else {

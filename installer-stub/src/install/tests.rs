@@ -115,6 +115,7 @@ fn bundle() -> &'static Path {
             name: "engine-test".into(),
             version: "1.0".into(),
             launch: Some(Launch::Cmds(vec!["# fake: launch\necho launched".into()])),
+            labels: BTreeMap::from([("delivery.ports.master".to_string(), "6443".to_string())]),
             ..BundleInfo::default()
         };
         let contents = Contents {
@@ -612,4 +613,17 @@ fn a_reset_that_fails_on_a_host_keeps_it_in_the_journal_and_a_rerun_finishes_it(
         "the reset hook ran twice: {again:?}"
     );
     assert!(!bed.journal().hosts.contains_key(N1));
+}
+
+#[test]
+fn reset_without_a_journal_is_not_stopped_by_the_ports_the_install_holds() {
+    let bed = three_hosts();
+    bed.hosts.busy_port(M1, 6443);
+    // Install checks the bundle's ports on new hosts...
+    let err = bed.install().unwrap_err();
+    let failed = err.downcast_ref::<HostsFailed>().expect("a preflight failure");
+    assert!(!failed.changed, "{err:#}");
+    // ...reset takes them away: a cluster whose journal was lost can still be reset.
+    bed.run(Mode::Reset, &[]).unwrap();
+    assert!(!bed.state().exists());
 }

@@ -9,6 +9,7 @@ use terminal::json_lines::{self, Message};
 
 use crate::clusterfile::Role;
 use crate::install::log::HostsFailed;
+use crate::install::plan::Mode;
 use crate::install::preflight::{self, Facts, Needs, Row};
 
 use super::Engine;
@@ -36,7 +37,8 @@ impl Engine<'_> {
                 ports.push(self.s.cluster.registry.port);
             }
         }
-        if !j.knows(&h.address) {
+        // A host reset may hold the bundle's ports: they are what reset takes away.
+        if !j.knows(&h.address) && self.s.plan.mode != Mode::Reset {
             let labels = &self.s.manifest.bundle.labels;
             for (role, label) in [
                 (Role::Master, "delivery.ports.master"),
