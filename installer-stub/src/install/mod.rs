@@ -216,17 +216,17 @@ fn run_with(
         parallel: args.parallel.max(1),
     })?;
     engine.preflight()?;
+    if mode == Mode::Reset {
+        let whole = only.is_empty();
+        engine.execute_reset(&verified, whole)?;
+        if whole {
+            forget_cluster(&state, &log)?;
+        }
+        return Ok(());
+    }
     engine.prepare_master(&verified)?;
     drop(verified);
-    if mode != Mode::Reset {
-        return engine.execute();
-    }
-    let whole = only.is_empty();
-    engine.execute_reset(whole)?;
-    if whole {
-        forget_cluster(&state, &log)?;
-    }
-    Ok(())
+    engine.execute()
 }
 
 /// The hosts `reset` takes the bundle off: every host of the Clusterfile, or those named. The

@@ -627,3 +627,15 @@ fn reset_without_a_journal_is_not_stopped_by_the_ports_the_install_holds() {
     bed.run(Mode::Reset, &[]).unwrap();
     assert!(!bed.state().exists());
 }
+
+#[test]
+fn reset_unpacks_the_bundle_for_its_hooks_and_makes_nothing_an_install_needs() {
+    let bed = three_hosts();
+    bed.run(Mode::Reset, &[N1.to_string()]).unwrap();
+    assert!(bed.state().join("bundle/hooks/reset/10-undo.sh").is_file());
+    // No payload tars, no copy of the stub for the hosts.
+    assert!(
+        !bed.state().join("payload").exists(),
+        "reset made an install's payloads"
+    );
+}

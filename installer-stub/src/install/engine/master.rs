@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use bundle_format::Verified;
@@ -17,23 +17,8 @@ use super::Engine;
 impl Engine<'_> {
     /// On the master: verify every byte, unpack (once per bundle), make the payload tars.
     pub fn prepare_master(&self, verified: &Verified) -> Result<()> {
+        let tree = self.unpack(verified)?;
         let log = self.s.log;
-        let reporter = terminal::Reporter::new(log.json_mode());
-        let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
-        log.say("", "verify", "checking every byte of the bundle");
-        verified.verify_contents(threads, &reporter)?;
-        reporter.finish();
-        let tree = self.s.state_dir.join("bundle");
-        let id_file = self.s.state_dir.join("bundle.id");
-        let id = &self.s.plan.bundle.id;
-        if fs::read_to_string(&id_file).ok().as_deref().map(str::trim) != Some(id.as_str()) || !tree.is_dir() {
-            log.say("", "unpack", &format!("unpacking the bundle to {}", tree.display()));
-            verified.extract(&tree, true, &reporter)?;
-            reporter.finish();
-            bundle_format::io::write_atomic(&id_file, format!("{id}\n").as_bytes())
-                .with_context(|| format!("failed to write {}", id_file.display()))?;
-        }
-        self.load_hooks(&tree)?;
         let names: BTreeSet<&str> = self.s.plan.hosts.iter().filter_map(|h| h.payload.as_deref()).collect();
         for name in names {
             let p = self.s.plan.payload(name);
@@ -58,6 +43,29 @@ impl Engine<'_> {
             log.say("", step, &said);
         }
         Ok(())
+    }
+
+    /// On the master: verify every byte, unpack (once per bundle), read the hooks; returns
+    /// where the bundle is unpacked. All that `reset` needs before it runs hooks.
+    pub fn unpack(&self, verified: &Verified) -> Result<PathBuf> {
+        let log = self.s.log;
+        let reporter = terminal::Reporter::new(log.json_mode());
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+        log.say("", "verify", "checking every byte of the bundle");
+        verified.verify_contents(threads, &reporter)?;
+        reporter.finish();
+        let tree = self.s.state_dir.join("bundle");
+        let id_file = self.s.state_dir.join("bundle.id");
+        let id = &self.s.plan.bundle.id;
+        if fs::read_to_string(&id_file).ok().as_deref().map(str::trim) != Some(id.as_str()) || !tree.is_dir() {
+            log.say("", "unpack", &format!("unpacking the bundle to {}", tree.display()));
+            verified.extract(&tree, true, &reporter)?;
+            reporter.finish();
+            bundle_format::io::write_atomic(&id_file, format!("{id}\n").as_bytes())
+                .with_context(|| format!("failed to write {}", id_file.display()))?;
+        }
+        self.load_hooks(&tree)?;
+        Ok(tree)
     }
 
     /// What the bundle's kind sees of this install.

@@ -4,16 +4,18 @@
 //! last: its install root is also its state directory, which the caller removes at the very end.
 
 use anyhow::{bail, Result};
+use bundle_format::Verified;
 
 use crate::remote::Remote;
 
 use super::Engine;
 
 impl Engine<'_> {
-    /// Every host's reset hooks and `clean`, this master last; the summary; an error (exit 4)
-    /// if any host failed. `whole` says the whole cluster goes (else this master may not be
-    /// among the hosts).
-    pub fn execute_reset(&self, whole: bool) -> Result<()> {
+    /// The bundle verified and its hooks read (no payload tars, no stub copy, no work of the
+    /// bundle's kind: nothing is installed), then every host's reset hooks and `clean`, this
+    /// master last; the summary; an error (exit 4) if any host failed. `whole` says the whole
+    /// cluster goes (else this master may not be among the hosts).
+    pub fn execute_reset(&self, verified: &Verified, whole: bool) -> Result<()> {
         let n = self.s.plan.hosts.len();
         let (local, others): (Vec<usize>, Vec<usize>) = (0..n).partition(|&i| self.is_local(i));
         if !whole && !local.is_empty() {
@@ -23,6 +25,7 @@ impl Engine<'_> {
                 self.address(local[0])
             );
         }
+        self.unpack(verified)?;
         let one = |i: usize| {
             for hook in self.s.plan.hooks_of("reset") {
                 if self.plan_has(i, &hook.step()) && !self.hook(i, hook) {
